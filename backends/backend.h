@@ -87,7 +87,9 @@ class Backend {
 
   virtual void unary(UnaryOp op, const Tensor& x, const Tensor& out, UnaryParams params) = 0;
   // dx = dy * d op(x)/dx; y = op(x) is given for ops whose derivative is cheaper from it.
-  // All four have the same shape; x, y, dy contiguous.
+  // All four have the same shape; x, y, dy contiguous. The op layer saves only what the
+  // derivative reads: y for exp, sqrt, rsqrt, reciprocal, tanh, sigmoid (x is then undefined),
+  // x for every other op (y is then undefined).
   virtual void unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& dy,
                               const Tensor& dx, UnaryParams params) = 0;
   // a and b are already broadcast to out's shape (stride-0 views) and of one dtype.
