@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <unordered_map>
+#include <utility>
 
 #include "core/ops.h"
 
@@ -11,6 +12,9 @@ namespace {
 thread_local bool t_grad_mode = true;
 thread_local Tape t_base_tape;
 thread_local Tape* t_current_tape = nullptr;
+// The tape whose backward is running on this thread: nothing may be recorded on it meanwhile
+// (backward holds a reference into its node list, which a record could reallocate or sweep).
+thread_local const Tape* t_tape_in_backward = nullptr;
 
 std::atomic<uint64_t> g_next_id{1};
 
@@ -97,6 +101,11 @@ bool needs_grad(std::span<const Tensor> inputs) {
 
 void record_node(Node node) {
   Tape& tape = current_tape();
+  RW_CHECK(&tape != t_tape_in_backward,
+           "{}: cannot record on a tape while its backward runs (grad mode was enabled inside a "
+           "backward function; higher-order gradients are not supported); to differentiate "
+           "inside a backward, recompute under a TapeScope",
+           node.name);
   tape.nodes_.push_back(std::move(node));
   if (tape.nodes_.size() >= tape.sweep_at_) tape.sweep();
 }
@@ -136,6 +145,11 @@ void run_backward(std::span<const Tensor> roots, std::span<const Tensor> grads, 
            grads.size());
   NoGradGuard no_grad;
   Tape& tape = current_tape();
+  struct InBackward {  // restores the outer value: a backward may run another in a TapeScope
+    const Tape* previous = std::exchange(t_tape_in_backward, nullptr);
+    ~InBackward() { t_tape_in_backward = previous; }
+  } in_backward;
+  t_tape_in_backward = &tape;
   std::unordered_map<uint64_t, Tensor> pending;  // gradients of non-leaf tensors, by meta id
 
   auto accumulate = [&](const std::shared_ptr<AutogradMeta>& meta, Tensor g, const char* op) {
@@ -168,6 +182,9 @@ void run_backward(std::span<const Tensor> roots, std::span<const Tensor> grads, 
     }
     RW_CHECK(g.shape() == root.shape(), "backward: gradient shape {} differs from root shape {}",
              g.shape(), root.shape());
+    RW_CHECK(g.dtype() == root.dtype() && g.device() == root.device(),
+             "backward: gradient ({}, {}) differs from the root ({}, {}) in dtype or device",
+             g.dtype(), g.device(), root.dtype(), root.device());
     const auto& meta = root.impl().autograd;
     RW_CHECK(meta->is_leaf || meta->tape == &tape,
              "backward: the root was recorded on another tape (a TapeScope that is not the "

@@ -9,13 +9,16 @@ namespace rw {
 
 int64_t shape_numel(std::span<const int64_t> shape) {
   int64_t n = 1;
+  bool overflow = false;  // only an error when no later extent is 0
   for (int64_t d : shape) {
     RW_CHECK(d >= 0, "negative extent {} in shape {}", d, shape);
     if (d != 0 && n > std::numeric_limits<int64_t>::max() / d) {
-      throw Error(fmt::format("shape {} has more than 2^63 elements", shape));
+      overflow = true;
+      continue;
     }
     n *= d;
   }
+  if (overflow && n != 0) throw Error(fmt::format("shape {} has more than 2^63 elements", shape));
   return n;
 }
 

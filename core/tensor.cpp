@@ -96,10 +96,17 @@ Tensor copy_as(const Tensor& src, DType dtype, Device device) {
   return out;
 }
 
+// normalize_dim for ops that index into a dim: a 0-dim tensor has none (normalize_dim accepts
+// 0 and -1 for rank 0, which would index past the empty shape).
+int64_t existing_dim(const char* op, int64_t d, int64_t rank) {
+  RW_CHECK(rank > 0, "{}: dim {} given for a 0-dim tensor, which has no dims", op, d);
+  return normalize_dim(op, d, rank);
+}
+
 }  // namespace
 
-int64_t Tensor::size(int64_t d) const { return shape()[normalize_dim("size", d, dim())]; }
-int64_t Tensor::stride(int64_t d) const { return strides()[normalize_dim("stride", d, dim())]; }
+int64_t Tensor::size(int64_t d) const { return shape()[existing_dim("size", d, dim())]; }
+int64_t Tensor::stride(int64_t d) const { return strides()[existing_dim("stride", d, dim())]; }
 int64_t Tensor::numel() const { return shape_numel(shape()); }
 
 void* Tensor::data_ptr() const {
@@ -163,6 +170,11 @@ Tensor Tensor::permute(std::vector<int64_t> dims) const {
 }
 
 Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
+  if (dim() == 0) {  // as PyTorch: transpose(0, 0) of a 0-dim tensor is the tensor itself
+    normalize_dim("transpose", d0, 0);
+    normalize_dim("transpose", d1, 0);
+    return *this;
+  }
   std::vector<int64_t> dims(dim());
   std::iota(dims.begin(), dims.end(), 0);
   std::swap(dims[normalize_dim("transpose", d0, dim())],
@@ -171,7 +183,7 @@ Tensor Tensor::transpose(int64_t d0, int64_t d1) const {
 }
 
 Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const {
-  d = normalize_dim("slice", d, dim());
+  d = existing_dim("slice", d, dim());
   RW_CHECK(step > 0, "slice: step must be positive, got {}", step);
   int64_t n = shape()[d];
   if (start < 0) start += n;
@@ -192,7 +204,7 @@ Tensor Tensor::slice(int64_t d, int64_t start, int64_t end, int64_t step) const 
 }
 
 Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
-  int64_t nd = normalize_dim("narrow", d, dim());
+  int64_t nd = existing_dim("narrow", d, dim());
   int64_t n = shape()[nd];
   if (start < 0) start += n;
   RW_CHECK(start >= 0 && length >= 0 && start + length <= n,
@@ -202,7 +214,7 @@ Tensor Tensor::narrow(int64_t d, int64_t start, int64_t length) const {
 }
 
 Tensor Tensor::select(int64_t d, int64_t index) const {
-  int64_t nd = normalize_dim("select", d, dim());
+  int64_t nd = existing_dim("select", d, dim());
   int64_t n = shape()[nd];
   RW_CHECK(index >= -n && index < n, "select: index {} out of range for dim {} of extent {}", index,
            d, n);
@@ -222,6 +234,8 @@ Tensor Tensor::expand(Shape target) const {
     }
     int64_t have = shape()[i - lead];
     if (target[i] == -1) target[i] = have;
+    RW_CHECK(target[i] >= 0, "expand: cannot expand shape {} to {} (negative extent at dim {})",
+             shape(), target, i);
     RW_CHECK(have == target[i] || have == 1,
              "expand: cannot expand shape {} to {} (dim {}: {} vs {})", shape(), target, i, have,
              target[i]);
