@@ -7,26 +7,13 @@
 
 #include "autograd/function.h"
 #include "core/ops.h"
+#include "test_util.h"
 
 namespace rw {
+
+using namespace rw::test;
+
 namespace {
-
-template <typename F>
-std::string error_message(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  FAIL("expected an rw::Error");
-  return {};
-}
-
-bool contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
-
-std::vector<float> vals(const Tensor& t) { return t.to_vector<float>(); }
 
 Tensor leaf(std::vector<float> v) { return from_vector<float>(v).requires_grad_(); }
 

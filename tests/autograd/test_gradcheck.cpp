@@ -10,13 +10,13 @@
 #include "autograd/gradcheck.h"
 #include "autograd/tape.h"
 #include "core/tensor.h"
+#include "test_util.h"
 
 namespace rw {
-namespace {
 
-bool contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
+using namespace rw::test;
+
+namespace {
 
 std::vector<double> values_of(const Tensor& t) { return t.contiguous().to_vector<double>(); }
 

@@ -8,24 +8,16 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/shape.h"
+#include "test_util.h"
 
 namespace rw {
+
+using namespace rw::test;
+
 namespace {
 
 constexpr DType kAll[] = {DType::f32, DType::f64, DType::bf16, DType::f16,
                           DType::i32, DType::i64, DType::u8,   DType::boolean};
-
-// The message of the rw::Error that `f` throws (fails the test when it throws nothing).
-template <typename F>
-std::string error_message(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  FAIL("expected an rw::Error");
-  return {};
-}
 
 TEST_CASE("dtype names and sizes") {
   CHECK(dtype_name(DType::f32) == "f32");

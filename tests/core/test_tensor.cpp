@@ -11,32 +11,19 @@
 #include "core/half.h"
 #include "core/ops.h"
 #include "core/tensor.h"
+#include "test_util.h"
 
 namespace rw {
+
+using namespace rw::test;
+
 namespace {
-
-template <typename F>
-std::string error_message(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  FAIL("expected an rw::Error");
-  return {};
-}
-
-bool contains(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
 
 // 0, 1, ..., n-1 as f32 in the given shape.
 Tensor iota(Shape shape) {
   return arange(0.0, static_cast<double>(shape_numel(shape)), 1.0, {.dtype = DType::f32})
       .reshape(std::move(shape));
 }
-
-std::vector<float> vals(const Tensor& t) { return t.to_vector<float>(); }
 
 // Bits of a float, to compare NaN payload-free values and signed zeros exactly.
 uint32_t bits_of(float f) {

@@ -9,8 +9,12 @@
 #include <vector>
 
 #include "core/ops.h"
+#include "test_util.h"
 
 namespace rw {
+
+using namespace rw::test;
+
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
@@ -20,26 +24,7 @@ template <typename T>
 Tensor tensor(std::vector<T> values, Shape shape) {
   return from_vector<T>(values, std::move(shape));
 }
-Tensor f32(std::vector<float> v, Shape s) { return tensor<float>(std::move(v), std::move(s)); }
-Tensor f64(std::vector<double> v, Shape s) { return tensor<double>(std::move(v), std::move(s)); }
-Tensor i64(std::vector<int64_t> v, Shape s) { return tensor<int64_t>(std::move(v), std::move(s)); }
 Tensor boolean(std::vector<bool> v, Shape s) { return tensor<bool>(std::move(v), std::move(s)); }
-
-// Elementwise closeness (NaNs must match NaNs).
-void check_close(const Tensor& t, const std::vector<double>& expected, double tol = 1e-6) {
-  std::vector<double> got = t.to_vector<double>();
-  REQUIRE(got.size() == expected.size());
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    INFO("element ", i, ": got ", got[i], ", expected ", expected[i]);
-    if (std::isnan(expected[i])) {
-      CHECK(std::isnan(got[i]));
-    } else if (std::isinf(expected[i])) {
-      CHECK(got[i] == expected[i]);
-    } else {
-      CHECK(std::abs(got[i] - expected[i]) <= tol * (1 + std::abs(expected[i])));
-    }
-  }
-}
 
 // Applies f to each element of `in` (as double): the expected result of a unary op.
 template <typename F>

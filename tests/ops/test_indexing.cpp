@@ -11,27 +11,13 @@
 #include <vector>
 
 #include "core/ops.h"
+#include "test_util.h"
 
 namespace rw {
+
+using namespace rw::test;
+
 namespace {
-
-std::string indexing_error(auto&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  FAIL("expected an rw::Error");
-  return {};
-}
-
-bool mentions(const std::string& s, const std::string& part) {
-  return s.find(part) != std::string::npos;
-}
-
-Tensor f64(std::vector<double> v, Shape shape) { return from_vector(v, shape); }
-Tensor i64(std::vector<int64_t> v, Shape shape) { return from_vector(v, shape); }
-Tensor i64(std::vector<int64_t> v) { return from_vector(v); }
 
 // Deterministic pseudo-random integers in [0, n) without depending on the op under test.
 std::vector<int64_t> lcg_ints(std::size_t count, int64_t n, uint64_t seed) {
@@ -257,9 +243,9 @@ TEST_CASE("indexing: one_hot") {
   CHECK(oh.dtype() == DType::f32);
   CHECK(oh.to_vector<float>() == std::vector<float>{0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 1});
   CHECK(one_hot(i64({1}), 2, DType::i64).to_vector<int64_t>() == std::vector<int64_t>{0, 1});
-  CHECK(mentions(indexing_error([] { one_hot(i64({3}), 3); }),
+  CHECK(contains(error_message([] { one_hot(i64({3}), 3); }),
                  "one_hot: index 3 out of range for extent 3"));
-  CHECK(mentions(indexing_error([] { one_hot(i64({0}), 0); }), "one_hot: num_classes"));
+  CHECK(contains(error_message([] { one_hot(i64({0}), 0); }), "one_hot: num_classes"));
 }
 
 TEST_CASE("indexing: sort is stable, ascending and descending, along any dim") {
@@ -351,58 +337,58 @@ TEST_CASE("indexing: sort gradient goes back to where each value came from") {
 
 TEST_CASE("indexing: errors name the op, the index and the extent") {
   Tensor x = f64({0, 1, 2, 10, 11, 12}, {2, 3});
-  CHECK(mentions(indexing_error([&] {
+  CHECK(contains(error_message([&] {
                    gather(x, 1, i64({0, 5}, {2, 1}));
                  }),
                  "gather: index 5 out of range for extent 3"));
-  CHECK(mentions(indexing_error([&] {
+  CHECK(contains(error_message([&] {
                    gather(x, 0, i64({-1, 0}, {1, 2}));
                  }),
                  "gather: index -1 out of range for extent 2"));
-  CHECK(mentions(indexing_error([&] {
+  CHECK(contains(error_message([&] {
                    gather(x, 1, from_vector<float>({0, 1}, Shape{2, 1}));
                  }),
                  "gather: indices must be i64 or i32, got f32"));
-  CHECK(mentions(indexing_error([&] {
+  CHECK(contains(error_message([&] {
                    gather(x, 1, i64({0, 1}));
                  }),
                  "gather: index rank 1 must equal x rank 2"));
-  CHECK(mentions(indexing_error([&] {
+  CHECK(contains(error_message([&] {
                    gather(x, 1, i64({0, 0, 0, 0, 0, 0}, {3, 2}));
                  }),
                  "gather: index shape [3, 2] exceeds x shape [2, 3] in dim 0"));
-  CHECK(mentions(indexing_error([&] { gather(x, 2, i64({0}, {1, 1})); }), "gather"));
-  CHECK(mentions(indexing_error([&] { index_select(x, 0, i64({2})); }),
+  CHECK(contains(error_message([&] { gather(x, 2, i64({0}, {1, 1})); }), "gather"));
+  CHECK(contains(error_message([&] { index_select(x, 0, i64({2})); }),
                  "index_select: index 2 out of range for extent 2"));
-  CHECK(mentions(indexing_error([&] {
+  CHECK(contains(error_message([&] {
                    index_select(x, 1, i64({0, 1}, {1, 2}));
                  }),
                  "index_select: index must be 1-D"));
-  CHECK(mentions(indexing_error([&] { index_select(x, 0, from_vector<uint8_t>({0})); }),
+  CHECK(contains(error_message([&] { index_select(x, 0, from_vector<uint8_t>({0})); }),
                  "index_select: indices must be i64 or i32, got u8"));
-  CHECK(mentions(indexing_error([&] {
+  CHECK(contains(error_message([&] {
                    scatter_add(x, 1, i64({3}, {1, 1}), x);
                  }),
                  "scatter_add: index 3 out of range for extent 3"));
-  CHECK(mentions(indexing_error([&] {
+  CHECK(contains(error_message([&] {
                    scatter_add(x, 1, i64({0}, {1, 1}), x.to(DType::f32));
                  }),
                  "scatter_add: src dtype f32 must equal x dtype f64"));
-  CHECK(mentions(indexing_error([&] { scatter_add(x, 1, i64({0}, {1}), x); }),
+  CHECK(contains(error_message([&] { scatter_add(x, 1, i64({0}, {1}), x); }),
                  "scatter_add: index rank 1 must equal x rank 2"));
-  CHECK(mentions(indexing_error([&] {
+  CHECK(contains(error_message([&] {
                    scatter_add(x, 1, i64({0, 0}, {1, 2}), f64({1}, {1, 1}));
                  }),
                  "scatter_add: index shape [1, 2] exceeds src shape [1, 1] in dim 1"));
-  CHECK(mentions(indexing_error([&] {
+  CHECK(contains(error_message([&] {
                    embedding(x, i64({0, 2}));
                  }),
                  "embedding: index 2 out of range for extent 2"));
-  CHECK(mentions(indexing_error([&] {
+  CHECK(contains(error_message([&] {
                    embedding(f64({1, 2}, {2}), i64({0}));
                  }),
                  "embedding: weight must be 2-D"));
-  CHECK(mentions(indexing_error([&] { sort(x, 2); }), "sort"));
+  CHECK(contains(error_message([&] { sort(x, 2); }), "sort"));
 }
 
 }  // namespace rw

@@ -10,31 +10,16 @@
 #include <vector>
 
 #include "core/ops.h"
+#include "test_util.h"
 
 namespace rw {
+
+using namespace rw::test;
+
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
-
-Tensor f32(std::vector<float> v, Shape s) { return from_vector<float>(v, std::move(s)); }
-Tensor f64(std::vector<double> v, Shape s) { return from_vector<double>(v, std::move(s)); }
-Tensor i64(std::vector<int64_t> v, Shape s) { return from_vector<int64_t>(v, std::move(s)); }
-
-void check_close(const Tensor& t, const std::vector<double>& expected, double tol = 1e-6) {
-  std::vector<double> got = t.to_vector<double>();
-  REQUIRE(got.size() == expected.size());
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    INFO("element ", i, ": got ", got[i], ", expected ", expected[i]);
-    if (std::isnan(expected[i])) {
-      CHECK(std::isnan(got[i]));
-    } else if (std::isinf(expected[i])) {
-      CHECK(got[i] == expected[i]);
-    } else {
-      CHECK(std::abs(got[i] - expected[i]) <= tol * (1 + std::abs(expected[i])));
-    }
-  }
-}
 
 void check_ints(const Tensor& t, const std::vector<int64_t>& expected) {
   CHECK(t.to_vector<int64_t>() == expected);

@@ -8,12 +8,13 @@
 #include <vector>
 
 #include "core/ops.h"
+#include "test_util.h"
 
 namespace rw {
-namespace {
 
-Tensor f32(std::vector<float> v, Shape s) { return from_vector<float>(v, std::move(s)); }
-Tensor f64(std::vector<double> v, Shape s) { return from_vector<double>(v, std::move(s)); }
+using namespace rw::test;
+
+namespace {
 
 // 0, 1, 2, ... as f32 in `shape`.
 Tensor iota(Shape shape) {
