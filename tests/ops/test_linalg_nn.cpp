@@ -23,17 +23,6 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // This file's check_close tolerance where a case gives none (looser than the shared default).
 constexpr double kTol = 1e-5;
 
-// The message of the rw::Error that f throws ("" when it throws none).
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 // Host reference: C[b] = A[b] @ B[b] for contiguous row-major [batch, M, K] and [batch, K, N].
 std::vector<double> host_bmm(const std::vector<double>& A, const std::vector<double>& B,
                              int64_t batch, int64_t M, int64_t K, int64_t N) {
@@ -198,19 +187,20 @@ TEST_CASE("matmul: dtype promotion and errors") {
   CHECK(c.dtype() == DType::f64);
   check_close(c, {58, 64, 139, 154}, kTol);
 
-  CHECK(error_of([] {
+  CHECK(error_message([] {
           matmul(zeros({2, 3}), zeros({4, 5}));
         }) == "matmul: inner dims differ: [2, 3] @ [4, 5]");
-  CHECK(error_of([] { matmul(zeros({3}), zeros({4})); }) == "matmul: inner dims differ: [3] @ [4]");
-  CHECK(error_of([] {
+  CHECK(error_message([] { matmul(zeros({3}), zeros({4})); }) ==
+        "matmul: inner dims differ: [3] @ [4]");
+  CHECK(error_message([] {
           matmul(scalar_tensor(1), zeros({2}));
         }).starts_with("matmul: both operands need at least one dim"));
-  std::string msg = error_of([] {
+  std::string msg = error_message([] {
     matmul(zeros({2, 3}, {.dtype = DType::i64}), zeros({3, 2}, {.dtype = DType::i64}));
   });
   CHECK(msg.find("matmul: expected floating tensors") != std::string::npos);
   CHECK(msg.find("i64") != std::string::npos);
-  CHECK(error_of([] {
+  CHECK(error_message([] {
           matmul(zeros({2, 2, 3}), zeros({3, 3, 4}));
         }) == "matmul: batch dims [2] and [3] cannot be broadcast: [2, 2, 3] @ [3, 3, 4]");
 }
@@ -310,13 +300,13 @@ TEST_CASE("linear: gradients of x, weight and bias") {
 }
 
 TEST_CASE("linear: errors name the op and the shapes") {
-  CHECK(error_of([] {
+  CHECK(error_message([] {
           linear(zeros({2, 3}), zeros({4, 5}));
         }) == "linear: input features differ: x [2, 3] vs weight [4, 5] (expects [..., 5])");
-  CHECK(error_of([] {
+  CHECK(error_message([] {
           linear(zeros({2, 3}), zeros({3}));
         }).starts_with("linear: weight must be 2-D"));
-  CHECK(error_of([] {
+  CHECK(error_message([] {
           linear(zeros({2, 3}), zeros({4, 3}), zeros({3}));
         }).starts_with("linear: bias must have shape [4]"));
 }
@@ -430,13 +420,13 @@ TEST_CASE("layer_norm: backward") {
 }
 
 TEST_CASE("layer_norm: errors") {
-  CHECK(error_of([] {
+  CHECK(error_message([] {
           layer_norm(zeros({2, 3}), zeros({4}), Tensor());
         }) == "layer_norm: weight must have shape [3] (the last dim of x [2, 3]), got [4]");
-  CHECK(error_of([] {
+  CHECK(error_message([] {
           layer_norm(zeros({2, 3}), Tensor(), zeros({2, 3}));
         }).starts_with("layer_norm: bias must have shape [3]"));
-  CHECK(error_of([] {
+  CHECK(error_message([] {
           layer_norm(zeros({2, 3}, {.dtype = DType::i64}), Tensor(), Tensor());
         }).starts_with("layer_norm: expected a floating tensor"));
 }
@@ -499,16 +489,16 @@ TEST_CASE("cross_entropy: gradient is (softmax - onehot) / count, zero on ignore
 
 TEST_CASE("cross_entropy: errors") {
   Tensor logits = zeros({2, 3});
-  CHECK(error_of([&] {
+  CHECK(error_message([&] {
           cross_entropy(logits, i64({3, 0}, {2}));
         }) == "cross_entropy: index 3 out of range for extent 3");
-  CHECK(error_of([&] {
+  CHECK(error_message([&] {
           cross_entropy(logits, i64({-1, 0}, {2}));
         }) == "cross_entropy: index -1 out of range for extent 3");
-  CHECK(error_of([&] {
+  CHECK(error_message([&] {
           cross_entropy(logits, i64({0, 0, 0}, {3}));
         }).starts_with("cross_entropy: targets shape [3] must equal the logits shape [2, 3]"));
-  CHECK(error_of([&] {
+  CHECK(error_message([&] {
           cross_entropy(logits, zeros({2}));
         }).starts_with("cross_entropy: indices must be i64 or i32"));
 }
@@ -536,8 +526,8 @@ TEST_CASE("dropout: deterministic in the state, identity at p = 0, mean preserve
   CHECK(static_cast<double>(dropped) / 100000 == doctest::Approx(0.3).epsilon(0.02));
   CHECK(mean(a).item() == doctest::Approx(1.0).epsilon(0.02));
   CHECK(dropout(x, 0.0, s1).is_same(x));
-  CHECK(error_of([&] { dropout(x, 1.0, s1); }) == "dropout: p must be in [0, 1), got 1");
-  CHECK(error_of([&] { dropout(x, -0.1, s1); }).starts_with("dropout: p must be in [0, 1)"));
+  CHECK(error_message([&] { dropout(x, 1.0, s1); }) == "dropout: p must be in [0, 1), got 1");
+  CHECK(error_message([&] { dropout(x, -0.1, s1); }).starts_with("dropout: p must be in [0, 1)"));
 }
 
 TEST_CASE("dropout: the gradient uses the forward's mask") {

@@ -31,16 +31,6 @@ void check_values(const Tensor& t, const std::vector<double>& expected) {
   }
 }
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
 // --- concat / stack ------------------------------------------------------------------------------
 
 TEST_CASE("shape_ops: concat along each dim, with strided and zero-size inputs") {
@@ -79,20 +69,22 @@ TEST_CASE("shape_ops: concat promotes to a common dtype") {
 TEST_CASE("shape_ops: concat and stack errors name the op and shapes") {
   Tensor a = zeros({2, 2});
   Tensor b = zeros({2, 1});
-  CHECK(error_of([&] {
+  CHECK(error_message([&] {
           concat({a, b}, 0);
         }) ==
         "concat: tensor 1 has shape [2, 1] but tensor 0 has shape [2, 2]; they must match except "
         "in dim 0");
-  CHECK(error_of([&] { concat({a, zeros({2})}, 0); }).find("concat: tensor 1 has shape [2]") == 0);
-  CHECK(error_of([&] { concat({}, 0); }) == "concat: expected at least one tensor, got none");
-  CHECK(error_of([&] {
+  CHECK(error_message([&] {
+          concat({a, zeros({2})}, 0);
+        }).find("concat: tensor 1 has shape [2]") == 0);
+  CHECK(error_message([&] { concat({}, 0); }) == "concat: expected at least one tensor, got none");
+  CHECK(error_message([&] {
           concat({a, a}, 2);
         }) == "concat: dim 2 out of range for a tensor of rank 2");
-  CHECK(error_of([&] {
+  CHECK(error_message([&] {
           concat({scalar_tensor(1), scalar_tensor(2)});
         }).find("concat: cannot concatenate 0-d tensors") == 0);
-  CHECK(error_of([&] {
+  CHECK(error_message([&] {
           stack({a, b});
         }) == "stack: tensor 1 has shape [2, 1] but tensor 0 has shape [2, 2]; all must be equal");
 }
@@ -145,8 +137,8 @@ TEST_CASE("shape_ops: split and chunk return views with torch's piece sizes") {
   check_values(c2[1], {3, 4, 8, 9});
   CHECK(split(zeros({0, 2}), 3).size() == 1);
   CHECK(chunk(zeros({0}), 3).size() == 3);
-  CHECK(error_of([&] { split(x, 0); }).find("split: split_size must be positive, got 0") == 0);
-  CHECK(error_of([&] { chunk(x, 0); }) == "chunk: chunks must be positive, got 0");
+  CHECK(error_message([&] { split(x, 0); }).find("split: split_size must be positive, got 0") == 0);
+  CHECK(error_message([&] { chunk(x, 0); }) == "chunk: chunks must be positive, got 0");
 }
 
 TEST_CASE("shape_ops: gradients flow through split pieces") {
@@ -183,11 +175,12 @@ TEST_CASE("shape_ops: pad follows torch.nn.functional.pad") {
 
 TEST_CASE("shape_ops: pad errors") {
   Tensor x = zeros({2, 3});
-  CHECK(error_of([&] { pad(x, {1}); }).find("pad: pads must come in (before, after) pairs") == 0);
-  CHECK(error_of([&] {
+  CHECK(error_message([&] { pad(x, {1}); }).find("pad: pads must come in (before, after) pairs") ==
+        0);
+  CHECK(error_message([&] {
           pad(x, {1, 1, 1, 1, 1, 1});
         }) == "pad: 3 padded dims given for a tensor of rank 2 (shape [2, 3])");
-  CHECK(error_of([&] {
+  CHECK(error_message([&] {
           pad(x, {-2, -2});
         }) == "pad: pads (-2, -2) make dim 1 of extent 3 negative (shape [2, 3])");
 }
@@ -241,7 +234,7 @@ TEST_CASE("shape_ops: tril and triu with diagonal offsets") {
   CHECK(tb.shape() == Shape{2, 3, 4});
   check_values(tb.select(0, 1), {1, 0, 0, 0, 5, 6, 0, 0, 9, 10, 11, 0});
   check_values(triu(x.transpose(0, 1)), {1, 5, 9, 0, 6, 10, 0, 0, 11, 0, 0, 0});
-  CHECK(error_of([&] { tril(zeros({3})); }) ==
+  CHECK(error_message([&] { tril(zeros({3})); }) ==
         "tril: expected a tensor with at least 2 dims, got shape [3]");
 }
 
@@ -253,7 +246,7 @@ TEST_CASE("shape_ops: tril_mask and triu_mask") {
   CHECK(triu_mask(2, 3, 1).to_vector<bool>() ==
         std::vector<bool>{false, true, true, false, false, true});
   CHECK(tril_mask(0, 3).shape() == Shape{0, 3});
-  CHECK(error_of([&] { triu_mask(-1, 2); }) ==
+  CHECK(error_message([&] { triu_mask(-1, 2); }) ==
         "triu_mask: rows and cols must be >= 0, got -1 and 2");
 }
 
