@@ -62,4 +62,10 @@ inline void check_close(const Tensor& t, const std::vector<double>& expected, do
   }
 }
 
+// 0, 1, ..., n-1 as f32 in `shape`: distinct values make misplaced elements visible.
+inline Tensor iota(Shape shape) {
+  return arange(0.0, static_cast<double>(shape_numel(shape)), 1.0, {.dtype = DType::f32})
+      .reshape(std::move(shape));
+}
+
 }  // namespace rw::test

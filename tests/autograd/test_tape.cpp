@@ -28,12 +28,6 @@ Tensor leaf(std::vector<float> v) {
   return leaf(std::move(v), s);
 }
 
-// 0, 1, ..., n-1 as f32 in the given shape.
-Tensor iota(Shape shape) {
-  return arange(0.0, static_cast<double>(shape_numel(shape)), 1.0, {.dtype = DType::f32})
-      .reshape(std::move(shape));
-}
-
 // --- basics --------------------------------------------------------------------------------
 
 TEST_CASE("y = a*b + a: backward gives b + 1 and a") {

@@ -19,12 +19,6 @@ using namespace rw::test;
 
 namespace {
 
-// 0, 1, ..., n-1 as f32 in the given shape.
-Tensor iota(Shape shape) {
-  return arange(0.0, static_cast<double>(shape_numel(shape)), 1.0, {.dtype = DType::f32})
-      .reshape(std::move(shape));
-}
-
 // Bits of a float, to compare NaN payload-free values and signed zeros exactly.
 uint32_t bits_of(float f) {
   uint32_t u;

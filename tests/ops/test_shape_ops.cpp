@@ -16,12 +16,6 @@ using namespace rw::test;
 
 namespace {
 
-// 0, 1, 2, ... as f32 in `shape`.
-Tensor iota(Shape shape) {
-  return arange(0.0, static_cast<double>(shape_numel(shape)), 1.0, {.dtype = DType::f32})
-      .reshape(std::move(shape));
-}
-
 void check_values(const Tensor& t, const std::vector<double>& expected) {
   std::vector<double> got = t.to_vector<double>();
   REQUIRE(got.size() == expected.size());
