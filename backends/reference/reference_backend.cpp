@@ -35,42 +35,36 @@ Coord unravel(int64_t i, const Shape& shape) {
   return c;
 }
 
+// Unaligned-safe element access (views may start anywhere in a storage).
+template <typename T>
+T load(const char* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <typename T>
+void store(char* p, T v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
 double read(const char* p, DType dt) {
   switch (dt) {
-    case DType::f32: {
-      float v;
-      std::memcpy(&v, p, sizeof v);
-      return v;
-    }
-    case DType::f64: {
-      double v;
-      std::memcpy(&v, p, sizeof v);
-      return v;
-    }
-    case DType::bf16: {
-      bf16 v;
-      std::memcpy(&v, p, sizeof v);
-      return static_cast<float>(v);
-    }
-    case DType::f16: {
-      f16 v;
-      std::memcpy(&v, p, sizeof v);
-      return static_cast<float>(v);
-    }
-    case DType::i32: {
-      int32_t v;
-      std::memcpy(&v, p, sizeof v);
-      return v;
-    }
-    case DType::i64: {
-      int64_t v;
-      std::memcpy(&v, p, sizeof v);
-      return static_cast<double>(v);
-    }
+    case DType::f32:
+      return load<float>(p);
+    case DType::f64:
+      return load<double>(p);
+    case DType::bf16:
+      return static_cast<float>(load<bf16>(p));
+    case DType::f16:
+      return static_cast<float>(load<f16>(p));
+    case DType::i32:
+      return load<int32_t>(p);
+    case DType::i64:
+      return static_cast<double>(load<int64_t>(p));
     case DType::u8:
-      return static_cast<uint8_t>(*p);
+      return load<uint8_t>(p);
     case DType::boolean:
-      return *p != 0 ? 1.0 : 0.0;
+      return load<uint8_t>(p) != 0 ? 1.0 : 0.0;
   }
   throw Error(fmt::format("reference: unsupported dtype {}", dt));
 }
@@ -86,40 +80,22 @@ int64_t to_int(double v) {
 
 void write(char* p, DType dt, double v) {
   switch (dt) {
-    case DType::f32: {
-      auto x = static_cast<float>(v);
-      std::memcpy(p, &x, sizeof x);
-      return;
-    }
+    case DType::f32:
+      return store(p, static_cast<float>(v));
     case DType::f64:
-      std::memcpy(p, &v, sizeof v);
-      return;
-    case DType::bf16: {
-      bf16 x(static_cast<float>(v));
-      std::memcpy(p, &x, sizeof x);
-      return;
-    }
-    case DType::f16: {
-      f16 x(static_cast<float>(v));
-      std::memcpy(p, &x, sizeof x);
-      return;
-    }
-    case DType::i32: {
-      auto x = static_cast<int32_t>(to_int(v));
-      std::memcpy(p, &x, sizeof x);
-      return;
-    }
-    case DType::i64: {
-      int64_t x = to_int(v);
-      std::memcpy(p, &x, sizeof x);
-      return;
-    }
+      return store(p, v);
+    case DType::bf16:
+      return store(p, bf16(static_cast<float>(v)));
+    case DType::f16:
+      return store(p, f16(static_cast<float>(v)));
+    case DType::i32:
+      return store(p, static_cast<int32_t>(to_int(v)));
+    case DType::i64:
+      return store(p, to_int(v));
     case DType::u8:
-      *reinterpret_cast<uint8_t*>(p) = static_cast<uint8_t>(to_int(v));
-      return;
+      return store(p, static_cast<uint8_t>(to_int(v)));
     case DType::boolean:
-      *reinterpret_cast<bool*>(p) = v != 0;
-      return;
+      return store(p, v != 0);
   }
   throw Error(fmt::format("reference: unsupported dtype {}", dt));
 }
@@ -127,16 +103,10 @@ void write(char* p, DType dt, double v) {
 // Exact integer access (an i64 above 2^53 does not survive a trip through double).
 int64_t read_int(const char* p, DType dt) {
   switch (dt) {
-    case DType::i32: {
-      int32_t v;
-      std::memcpy(&v, p, sizeof v);
-      return v;
-    }
-    case DType::i64: {
-      int64_t v;
-      std::memcpy(&v, p, sizeof v);
-      return v;
-    }
+    case DType::i32:
+      return load<int32_t>(p);
+    case DType::i64:
+      return load<int64_t>(p);
     default:
       return to_int(read(p, dt));
   }
@@ -144,22 +114,16 @@ int64_t read_int(const char* p, DType dt) {
 
 void write_int(char* p, DType dt, int64_t v) {
   switch (dt) {
-    case DType::i32: {
-      auto x = static_cast<int32_t>(v);
-      std::memcpy(p, &x, sizeof x);
-      return;
-    }
+    case DType::i32:
+      return store(p, static_cast<int32_t>(v));
     case DType::i64:
-      std::memcpy(p, &v, sizeof v);
-      return;
+      return store(p, v);
     case DType::u8:
-      *reinterpret_cast<uint8_t*>(p) = static_cast<uint8_t>(v);
-      return;
+      return store(p, static_cast<uint8_t>(v));
     case DType::boolean:
-      *reinterpret_cast<bool*>(p) = v != 0;
-      return;
+      return store(p, v != 0);
     default:
-      write(p, dt, static_cast<double>(v));
+      return write(p, dt, static_cast<double>(v));
   }
 }
 
