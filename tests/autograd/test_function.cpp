@@ -313,7 +313,7 @@ TEST_CASE("a malformed backward is reported naming the function") {
       .backward = [](FunctionContext&, std::span<const Tensor>) { return std::vector<Tensor>{}; },
   };
   CHECK(contains(error_message([&] { no_outputs.apply({x}); }), "empty: forward returned no"));
-  const CustomFunction missing{.name = "missing"};
+  const CustomFunction missing{.name = "missing", .forward = {}, .backward = {}};  // neither set
   CHECK(contains(error_message([&] { missing.apply({x}); }), "missing"));
   CHECK(contains(error_message([&] {
                    FunctionContext ctx;
