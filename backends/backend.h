@@ -8,71 +8,11 @@
 // strided (including stride-0 broadcast views) unless a method says "contiguous".
 #include <cstdint>
 
+#include "backends/backend_ops.h"
 #include "core/philox.h"
 #include "core/tensor.h"
 
 namespace rw {
-
-enum class UnaryOp : uint8_t {
-  neg,
-  abs,
-  sign,
-  exp,
-  log,
-  log1p,
-  sqrt,
-  rsqrt,
-  square,
-  reciprocal,
-  sin,
-  cos,
-  tanh,
-  sigmoid,
-  relu,
-  gelu_tanh,
-  gelu_erf,
-  erf,
-  pow_scalar,   // x^p, p = params.a
-  clamp,        // clamp(x, params.a, params.b); use +-inf for a missing bound
-  logical_not,  // output bool
-  isfinite,     // output bool
-};
-struct UnaryParams {
-  double a = 0;
-  double b = 0;
-};
-
-enum class BinaryOp : uint8_t {
-  add,
-  sub,
-  mul,
-  div,
-  maximum,
-  minimum,
-  pow,
-  eq,
-  ne,
-  lt,
-  le,
-  gt,
-  ge,  // output bool
-  logical_and,
-  logical_or,  // bool inputs and output
-};
-bool is_comparison(BinaryOp op);
-
-// Reductions: `out` has x's rank with each reduced dim of extent 1 (keepdim layout); the reduced
-// dims are those where out's extent is 1 and x's is not (or both are 1: no-op).
-enum class ReduceOp : uint8_t { sum, mean, max, min, prod, logsumexp };
-enum class ArgReduceOp : uint8_t { argmax, argmin };  // first index of the extreme; out is i64
-
-enum class SoftmaxKind : uint8_t { softmax, log_softmax };
-enum class RandomKind : uint8_t {
-  uniform,    // U[a, b)
-  normal,     // N(mean a, std b), Box-Muller
-  bernoulli,  // 1 with probability a, else 0
-  randint,    // integers in [a, b)
-};
 
 class Backend {
  public:

@@ -8,12 +8,17 @@
 namespace rw {
 
 Allocator* make_cpu_allocator(int index);
+#ifdef REWIND_WITH_CUDA
+Allocator* make_cuda_allocator(int index);  // backends/cuda/cuda_allocator.cpp
+#else
+constexpr Allocator* (*make_cuda_allocator)(int) = nullptr;
+#endif
 
 namespace {
 
 struct AllocatorRegistry {
   std::mutex mutex;
-  std::array<Allocator* (*)(int), 2> factories{&make_cpu_allocator, nullptr};
+  std::array<Allocator* (*)(int), 2> factories{&make_cpu_allocator, make_cuda_allocator};
   std::array<std::array<Allocator*, kMaxDevicesPerType>, 2> instances{};
 };
 

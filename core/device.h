@@ -27,6 +27,11 @@ struct Device {
   static Device parse(std::string_view s);
 };
 
+// Whether this build has the CUDA backend, and how many GPUs it can use (0 without the backend,
+// without a GPU or without a usable driver).
+bool cuda_is_built();
+int cuda_device_count();
+
 }  // namespace rw
 
 template <>

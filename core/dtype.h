@@ -7,9 +7,9 @@
 
 #include <fmt/format.h>
 
-namespace rw {
+#include "core/dtype_id.h"
 
-enum class DType : uint8_t { f32, f64, bf16, f16, i32, i64, u8, boolean };
+namespace rw {
 
 std::size_t dtype_size(DType t);
 std::string_view dtype_name(DType t);
