@@ -6,21 +6,28 @@
 #   tools/setup.sh test           install, build, run the whole test suite with ctest, then build
 #                                 the suite again with -DREWIND_SANITIZE=address,undefined and run it
 #   tools/setup.sh build          install and build only
+#   tools/setup.sh fuzz [SECONDS] install clang too, build the libFuzzer targets (ASan + UBSan) in
+#                                 build-fuzz/ and fuzz the safetensors reader for SECONDS (default
+#                                 60), starting from a corpus of valid files it generates
 #
 # It installs Debian packages with apt-get (as root, or through sudo) and downloads nothing else.
-# Build dirs stay inside the checkout: build/ (Release) and build-sanitize/ (ASan + UBSan, -O1).
+# Build dirs stay inside the checkout: build/ (Release), build-sanitize/ (ASan + UBSan, -O1) and
+# build-fuzz/ (clang, libFuzzer; its corpus and any crashing inputs are kept there too).
 # Environment: REWIND_JOBS (parallel jobs, default: nproc), REWIND_CMAKE_ARGS (extra configure
-# arguments for both builds).
+# arguments for every build).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 readonly ROOT
 readonly BUILD_DIR="$ROOT/build"
 readonly SANITIZE_DIR="$ROOT/build-sanitize"
+readonly FUZZ_DIR="$ROOT/build-fuzz"
 readonly JOBS="${REWIND_JOBS:-$(nproc)}"
 # libdnnl-dev's CMake config requires OpenCL (a package it only recommends), so it is listed too.
 readonly PACKAGES=(g++ cmake ninja-build libdnnl-dev ocl-icd-opencl-dev libfmt-dev doctest-dev
-  libcli11-dev)
+  libcli11-dev nlohmann-json3-dev)
+# Only for `fuzz`: clang with libFuzzer (in compiler-rt) and the OpenMP runtime clang links.
+readonly FUZZ_PACKAGES=(clang libclang-rt-dev libomp-dev)
 
 say() { printf '\n==> %s\n' "$*"; }
 die() {
@@ -28,19 +35,20 @@ die() {
   exit 1
 }
 usage() {
-  sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 elapsed() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 
+# install_packages [extra packages...]: PACKAGES and the extra ones.
 install_packages() {
-  local missing=() pkg
-  for pkg in "${PACKAGES[@]}"; do
+  local wanted=("${PACKAGES[@]}" "$@") missing=() pkg
+  for pkg in "${wanted[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
       missing+=("$pkg")
     fi
   done
   if ((${#missing[@]} == 0)); then
-    say "Debian packages: all present (${PACKAGES[*]})"
+    say "Debian packages: all present (${wanted[*]})"
     return
   fi
   command -v apt-get >/dev/null || die "missing packages (${missing[*]}) and no apt-get: this script targets Debian 12; install them by hand"
@@ -57,8 +65,8 @@ install_packages() {
     "${missing[@]}"
 }
 
-# configure_and_build DIR [cmake args...]
-configure_and_build() {
+# configure DIR [cmake args...]
+configure() {
   local dir="$1"
   shift
   local extra=()
@@ -67,8 +75,13 @@ configure_and_build() {
   [[ -n "${REWIND_CMAKE_ARGS:-}" ]] && extra=(${REWIND_CMAKE_ARGS})
   say "configuring $dir ($*)"
   cmake -S "$ROOT" -B "$dir" -G Ninja "$@" "${extra[@]}"
-  say "building $dir with $JOBS jobs"
-  cmake --build "$dir" --parallel "$JOBS"
+}
+
+# configure_and_build DIR [cmake args...]
+configure_and_build() {
+  configure "$@"
+  say "building $1 with $JOBS jobs"
+  cmake --build "$1" --parallel "$JOBS"
 }
 
 build_release() {
@@ -117,6 +130,28 @@ cmd_test() {
   ((release_rc == 0 && sanitize_rc == 0)) || die "the test suite failed (see the output above)"
 }
 
+# cmd_fuzz [SECONDS]: libFuzzer on the safetensors reader. A crash stops it with the input saved
+# as build-fuzz/crash-* (rerun: build-fuzz/tests/fuzz/fuzz_safetensors FILE).
+cmd_fuzz() {
+  local seconds="${1:-60}"
+  [[ "$seconds" =~ ^[0-9]+$ ]] || die "fuzz takes a number of seconds (got '$seconds')"
+  install_packages "${FUZZ_PACKAGES[@]}"
+  # CUDA, tools and install rules are not needed; the suites are configured but not built.
+  configure "$FUZZ_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+    -DREWIND_FUZZ=ON -DREWIND_SANITIZE=address,undefined -DREWIND_CUDA=OFF \
+    -DREWIND_BUILD_TOOLS=OFF -DREWIND_INSTALL=OFF
+  say "building the fuzz targets with $JOBS jobs"
+  cmake --build "$FUZZ_DIR" --parallel "$JOBS" --target fuzz_safetensors fuzz_safetensors_seeds
+  local corpus="$FUZZ_DIR/corpus/safetensors"
+  "$FUZZ_DIR/tests/fuzz/fuzz_safetensors_seeds" "$corpus"
+  say "fuzzing the safetensors reader for ${seconds}s (corpus: $corpus)"
+  # One OpenMP thread: inputs are tiny, and threads would only add noise to the exec rate.
+  OMP_NUM_THREADS=1 "$FUZZ_DIR/tests/fuzz/fuzz_safetensors" -max_total_time="$seconds" \
+    -timeout=10 -max_len=4096 -print_final_stats=1 -artifact_prefix="$FUZZ_DIR/" \
+    -dict="$ROOT/tests/fuzz/safetensors.dict" "$corpus" ||
+    die "the fuzzer found a failing input (saved under $FUZZ_DIR/, see the report above)"
+}
+
 main() {
   local cmd="${1:-}"
   (($# > 0)) && shift
@@ -130,12 +165,16 @@ main() {
       install_packages
       build_release
       ;;
+    fuzz)
+      (($# <= 1)) || die "fuzz takes at most one argument (seconds)"
+      cmd_fuzz "$@"
+      ;;
     -h | --help | help)
       usage
       ;;
     *)
       usage >&2
-      die "expected a command: run, test or build"
+      die "expected a command: run, test, build or fuzz"
       ;;
   esac
 }

@@ -1,0 +1,198 @@
+#include "nn/feed_forward.h"
+
+#include <algorithm>
+#include <functional>
+#include <span>
+#include <utility>
+#include <vector>
+
+#include "autograd/function.h"
+#include "autograd/tape.h"
+#include "core/ops.h"
+#include "nn/dropout.h"
+
+namespace rw::nn {
+namespace {
+
+// The parameters of one FeedForward, as plain tensors (module members, or leaves standing in for
+// them during a chunk's recomputation). w3/b3 are undefined unless the activation is swiglu; the
+// biases are undefined without bias.
+struct Weights {
+  Tensor w1, b1, w2, b2, w3, b3;
+};
+
+// The block on x; `drop` applies dropout to the hidden activations (or is the identity).
+Tensor feed_forward(const Tensor& x, const Weights& w, Activation activation,
+                    const std::function<Tensor(const Tensor&)>& drop) {
+  Tensor hidden = activation == Activation::swiglu
+                      ? mul(silu(linear(x, w.w1, w.b1)), linear(x, w.w3, w.b3))
+                      : activate(linear(x, w.w1, w.b1), activation);
+  return linear(drop(hidden), w.w2, w.b2);
+}
+
+Weights weights_of(const FeedForward& ff) {
+  return {ff.w1->weight,
+          ff.w1->bias,
+          ff.w2->weight,
+          ff.w2->bias,
+          ff.w3 ? ff.w3->weight : Tensor(),
+          ff.w3 ? ff.w3->bias : Tensor()};
+}
+
+// The order in which the chunked function takes its inputs: x, then the parameters.
+std::vector<Tensor> as_inputs(const Tensor& x, const Weights& w) {
+  return {x, w.w1, w.b1, w.w2, w.b2, w.w3, w.b3};
+}
+Weights weights_from(std::span<const Tensor> inputs) {
+  return {inputs[1], inputs[2], inputs[3], inputs[4], inputs[5], inputs[6]};
+}
+
+// Everything about one chunked call that forward and backward share.
+struct ChunkPlan {
+  Activation activation;
+  double dropout_p;  // 0 when dropout is off for this call
+  PhiloxState key;
+  Shape hidden_shape;  // x's shape with d_ff last: the tensor the unchunked mask covers
+  int64_t dim;         // the chunked dim, normalised
+  int64_t chunk_size;
+
+  int64_t length() const { return hidden_shape[static_cast<std::size_t>(dim)]; }
+
+  // The block on the chunk of x starting at `start` along dim.
+  Tensor run(const Tensor& x_chunk, const Weights& w, int64_t start) const {
+    return feed_forward(x_chunk, w, activation, [&](const Tensor& h) {
+      return dropout_p > 0 ? dropout_slice(h, dropout_p, key, hidden_shape, dim, start) : h;
+    });
+  }
+};
+
+}  // namespace
+
+FeedForward::FeedForward(int64_t d_model, int64_t d_ff, FeedForwardOptions options,
+                         Generator& generator)
+    : d_model_(d_model), d_ff_(d_ff), options_(options) {
+  RW_CHECK(d_model > 0 && d_ff > 0, "FeedForward: d_model and d_ff must be > 0, got {} and {}",
+           d_model, d_ff);
+  RW_CHECK(options.dropout >= 0 && options.dropout < 1,
+           "FeedForward: dropout must be in [0, 1), got {}", options.dropout);
+  w1 = register_module("w1", std::make_shared<Linear>(d_model, d_ff, options.bias, generator));
+  w2 = register_module("w2", std::make_shared<Linear>(d_ff, d_model, options.bias, generator));
+  if (options.activation == Activation::swiglu) {
+    w3 = register_module("w3", std::make_shared<Linear>(d_model, d_ff, options.bias, generator));
+  }
+}
+
+void FeedForward::check_input(const Tensor& x) const {
+  RW_CHECK(x.defined(), "{}: the input is undefined", type_name());
+  RW_CHECK(x.dim() >= 1 && x.size(-1) == d_model_,
+           "{}: expected input [..., {}] (d_model), got shape {}", type_name(), d_model_,
+           x.shape());
+}
+
+Tensor FeedForward::forward(const Tensor& x) {
+  check_input(x);
+  PhiloxState key{};
+  if (dropout_active()) key = current_generator().next(x.numel() / d_model_ * d_ff_);
+  return forward(x, key);
+}
+
+Tensor FeedForward::forward(const Tensor& x, PhiloxState dropout_key) {
+  check_input(x);
+  const Weights w = weights_of(*this);
+  const double p = dropout_active() ? options().dropout : 0;
+  return feed_forward(x, w, options().activation, [&](const Tensor& h) {
+    // rw::dropout regenerates its mask in backward instead of keeping it.
+    return p > 0 ? dropout(h, p, dropout_key) : h;
+  });
+}
+
+ChunkedFeedForward::ChunkedFeedForward(int64_t d_model, int64_t d_ff, FeedForwardOptions options,
+                                       FeedForwardChunking chunking, Generator& generator)
+    : FeedForward(d_model, d_ff, options, generator), chunking_(chunking) {
+  RW_CHECK(chunking.chunk_size > 0, "ChunkedFeedForward: chunk_size must be > 0, got {}",
+           chunking.chunk_size);
+}
+
+Tensor ChunkedFeedForward::forward(const Tensor& x, PhiloxState dropout_key) {
+  check_input(x);
+  const int64_t rank = x.dim();
+  const int64_t dim = chunking_.chunk_dim < 0 ? chunking_.chunk_dim + rank : chunking_.chunk_dim;
+  RW_CHECK(dim >= 0 && dim < rank - 1,
+           "ChunkedFeedForward: chunk_dim {} must be a dim of x other than the feature dim (x "
+           "has shape {})",
+           chunking_.chunk_dim, x.shape());
+  const int64_t length = x.size(dim);
+  // One chunk: the plain block computes the same thing without the recomputation.
+  if (length <= chunking_.chunk_size) return FeedForward::forward(x, dropout_key);
+
+  Shape hidden_shape = x.shape();
+  hidden_shape.back() = d_ff();
+  const ChunkPlan plan{.activation = options().activation,
+                       .dropout_p = dropout_active() ? options().dropout : 0,
+                       .key = dropout_key,
+                       .hidden_shape = std::move(hidden_shape),
+                       .dim = dim,
+                       .chunk_size = chunking_.chunk_size};
+
+  const CustomFunction fn{
+      .name = "chunked_feed_forward",
+      // Runs without recording (CustomFunction::apply turns grad mode off): each chunk's
+      // activations die before the next chunk starts; only x, the parameters and y stay.
+      .forward =
+          [plan](FunctionContext& ctx, std::span<const Tensor> in) {
+            ctx.save_for_backward(std::vector<Tensor>(in.begin(), in.end()));
+            const Tensor& x = in[0];
+            const Weights w = weights_from(in);
+            Tensor y;
+            for (int64_t start = 0; start < plan.length(); start += plan.chunk_size) {
+              const int64_t n = std::min(plan.chunk_size, plan.length() - start);
+              Tensor y_chunk = plan.run(x.narrow(plan.dim, start, n), w, start);
+              if (!y.defined()) {
+                Shape y_shape = y_chunk.shape();
+                y_shape[static_cast<std::size_t>(plan.dim)] = plan.length();
+                y = empty(y_shape, options_of(y_chunk));
+              }
+              copy_(y.narrow(plan.dim, start, n), y_chunk);
+            }
+            return std::vector<Tensor>{y};
+          },
+      .backward =
+          [plan](FunctionContext& ctx, std::span<const Tensor> grad) {
+            const std::vector<Tensor> saved = ctx.saved_tensors();
+            const Tensor& x = saved[0];
+            // Fresh leaves standing in for the parameters: each chunk's backward adds its
+            // contribution to their grad(), which ends as the sum over chunks.
+            std::vector<Tensor> leaves(saved.size());
+            for (std::size_t i = 1; i < saved.size(); ++i) {
+              if (!saved[i].defined()) continue;
+              leaves[i] = saved[i].detach();
+              if (ctx.needs_input_grad(i)) leaves[i].requires_grad_();
+            }
+            const Weights w = weights_from(leaves);
+            Tensor dx = ctx.needs_input_grad(0) ? zeros(x.shape(), options_of(x)) : Tensor();
+            for (int64_t start = 0; start < plan.length(); start += plan.chunk_size) {
+              const int64_t n = std::min(plan.chunk_size, plan.length() - start);
+              Tensor x_chunk = x.narrow(plan.dim, start, n).detach();
+              if (dx.defined()) x_chunk.requires_grad_();
+              Tensor g_chunk = grad[0].narrow(plan.dim, start, n).contiguous();
+              {
+                // A local tape: the chunk's graph (and its d_ff activations) dies with it.
+                TapeScope scope;
+                Tensor y_chunk = plan.run(x_chunk, w, start);
+                backward(y_chunk, g_chunk);
+              }
+              if (dx.defined()) copy_(dx.narrow(plan.dim, start, n), x_chunk.grad());
+            }
+            std::vector<Tensor> grads(saved.size());
+            grads[0] = dx;
+            for (std::size_t i = 1; i < saved.size(); ++i) {
+              if (leaves[i].defined() && leaves[i].requires_grad()) grads[i] = leaves[i].grad();
+            }
+            return grads;
+          },
+  };
+  const Weights w = weights_of(*this);
+  return fn.apply1(as_inputs(x, w));
+}
+
+}  // namespace rw::nn
