@@ -15,6 +15,7 @@
 #include "core/generator_scope.h"
 #include "core/ops.h"
 #include "nn/attention.h"
+#include "nn/nn_test_util.h"
 #include "test_util.h"
 
 namespace rw::nn {
@@ -22,11 +23,6 @@ namespace rw::nn {
 using namespace rw::test;
 
 namespace {
-
-Tensor randn64(Shape shape, uint64_t seed) {
-  Generator gen(seed);
-  return randn(std::move(shape), gen, {.dtype = DType::f64});
-}
 
 // A bool [B, L] padding mask from rows of 0/1.
 Tensor padding(const std::vector<std::vector<int>>& rows) {
@@ -58,8 +54,6 @@ std::vector<Tensor*> parameter_slots(MultiHeadAttention& m) {
   }
   return out;
 }
-
-std::vector<double> host(const Tensor& t) { return t.contiguous().to_vector<double>(); }
 
 // The projections of a module as host matrices: [inner, d_model] for q, k, v; [d_model, inner]
 // for the output. With shared QK, k's projection is q's.

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "nn/checkpoint.h"
+#include "nn/nn_test_util.h"
 #include "nn/safetensors.h"
 #include "test_util.h"
 
@@ -22,27 +23,6 @@ using namespace rw::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A fresh directory under the system temp dir, removed with everything in it at the end.
-class TempDir {
- public:
-  TempDir() {
-    static int count = 0;
-    path_ = fs::temp_directory_path() / fmt::format("rewind-checkpoint-{}-{}", ::getpid(), count++);
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
 
 std::vector<uint8_t> raw_bytes(const Tensor& t) {
   Tensor c = t.contiguous();
@@ -82,7 +62,7 @@ Checkpoint example_checkpoint() {
 }  // namespace
 
 TEST_CASE("checkpoint: model, optimizer state, step, RNG and config round-trip exactly") {
-  TempDir dir;
+  TempDir dir("checkpoint");
   const Checkpoint saved = example_checkpoint();
   save_checkpoint(dir / "ckpt.safetensors", saved);
   Checkpoint loaded = load_checkpoint(dir / "ckpt.safetensors");
@@ -105,7 +85,7 @@ TEST_CASE("checkpoint: model, optimizer state, step, RNG and config round-trip e
 }
 
 TEST_CASE("checkpoint: the file is plain safetensors with prefixed names and string metadata") {
-  TempDir dir;
+  TempDir dir("checkpoint");
   save_checkpoint(dir / "ckpt.safetensors", example_checkpoint());
   SafetensorsContents file = read_safetensors(dir / "ckpt.safetensors");
   CHECK(file.tensors.count("model.embed.weight") == 1);
@@ -128,7 +108,7 @@ TEST_CASE("checkpoint: the file is plain safetensors with prefixed names and str
 }
 
 TEST_CASE("checkpoint: missing files and plain safetensors files are errors naming the file") {
-  TempDir dir;
+  TempDir dir("checkpoint");
   const fs::path missing = dir / "missing.safetensors";
   std::string msg = error_message([&] { load_checkpoint(missing); });
   CHECK(contains(msg, "'" + missing.string() + "': cannot open: No such file or directory"));
@@ -142,7 +122,7 @@ TEST_CASE("checkpoint: missing files and plain safetensors files are errors nami
 }
 
 TEST_CASE("checkpoint: bad metadata and stray tensors are errors naming the file and the key") {
-  TempDir dir;
+  TempDir dir("checkpoint");
   const fs::path path = dir / "bad.safetensors";
   const SafetensorsMetadata good = {{"format", "rewind-checkpoint-1"},
                                     {"step", "5"},
@@ -197,7 +177,7 @@ TEST_CASE("checkpoint: bad metadata and stray tensors are errors naming the file
 }
 
 TEST_CASE("checkpoint: a negative step is refused and a failed save keeps the previous file") {
-  TempDir dir;
+  TempDir dir("checkpoint");
   const fs::path path = dir / "ckpt.safetensors";
   Checkpoint c = example_checkpoint();
   save_checkpoint(path, c);

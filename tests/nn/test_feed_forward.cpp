@@ -17,6 +17,7 @@
 #include "core/generator_scope.h"
 #include "core/ops.h"
 #include "nn/feed_forward.h"
+#include "nn/nn_test_util.h"
 #include "test_util.h"
 
 namespace rw::nn {
@@ -27,13 +28,6 @@ namespace {
 
 const Activation kActivations[] = {Activation::relu, Activation::gelu, Activation::gelu_tanh,
                                    Activation::silu, Activation::swiglu};
-
-Tensor randn64(Shape shape, uint64_t seed) {
-  Generator gen(seed);
-  return randn(std::move(shape), gen, {.dtype = DType::f64});
-}
-
-std::vector<double> host(const Tensor& t) { return t.contiguous().to_vector<double>(); }
 
 // An f64 block (plain or chunked) whose every parameter, biases included, is N(0, 0.5^2).
 template <typename FF, typename... Args>
@@ -56,25 +50,6 @@ std::vector<Tensor*> parameter_slots(FeedForward& ff) {
     if (lin->bias.defined()) out.push_back(&lin->bias);
   }
   return out;
-}
-
-// Gradchecks `forward` with respect to x and the module members in `slots` (see test_layers.cpp).
-GradcheckResult gradcheck_module(const std::vector<Tensor*>& slots, const Tensor& x,
-                                 const std::function<Tensor(const Tensor&)>& forward) {
-  std::vector<Tensor> inputs{x.detach().requires_grad_()};
-  for (Tensor* slot : slots) inputs.push_back(slot->detach().requires_grad_());
-  return gradcheck(
-      [&](const std::vector<Tensor>& in) {
-        std::vector<Tensor> originals;
-        for (std::size_t i = 0; i < slots.size(); ++i) {
-          originals.push_back(*slots[i]);
-          *slots[i] = in[1 + i];
-        }
-        Tensor y = forward(in[0]);
-        for (std::size_t i = 0; i < slots.size(); ++i) *slots[i] = originals[i];
-        return y;
-      },
-      inputs);
 }
 
 // The block written out with the functional ops, for one activation.
@@ -103,16 +78,6 @@ Tensor reference_ff(FeedForward& ff, const Tensor& x) {
     }
   }
   return lin(ff.w2, h);
-}
-
-// Peak bytes allocated by `run` above what was live before it. Dead graphs left by earlier cases
-// are swept first, so no sweep can free their memory in the middle of the measurement.
-int64_t peak_bytes(const std::function<void()>& run) {
-  current_tape().sweep();
-  const int64_t before = memory_stats().allocated_bytes;
-  reset_peak_memory();
-  run();
-  return memory_stats().peak_allocated_bytes - before;
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include "nn/init.h"
 #include "nn/layer_norm.h"
 #include "nn/linear.h"
+#include "nn/nn_test_util.h"
 #include "test_util.h"
 
 namespace rw::nn {
@@ -26,13 +27,6 @@ namespace rw::nn {
 using namespace rw::test;
 
 namespace {
-
-Tensor randn64(Shape shape, uint64_t seed) {
-  Generator gen(seed);
-  return randn(std::move(shape), gen, {.dtype = DType::f64});
-}
-
-std::vector<double> host(const Tensor& t) { return t.contiguous().to_vector<double>(); }
 
 double max_abs(const Tensor& t) {
   double m = 0;
@@ -51,29 +45,6 @@ double std_of(const std::vector<double>& v) {
   double s = 0;
   for (double e : v) s += (e - m) * (e - m);
   return std::sqrt(s / static_cast<double>(v.size()));
-}
-
-// Gradchecks `forward` with respect to x (when floating) and the module members in `slots`: f puts
-// gradcheck's copies into the slots, runs forward and puts the originals back.
-GradcheckResult gradcheck_module(const std::vector<Tensor*>& slots, const Tensor& x,
-                                 const std::function<Tensor(const Tensor&)>& forward) {
-  const bool x_is_input = is_floating(x.dtype());
-  std::vector<Tensor> inputs;
-  if (x_is_input) inputs.push_back(x.detach().requires_grad_());
-  for (Tensor* slot : slots) inputs.push_back(slot->detach().requires_grad_());
-  return gradcheck(
-      [&](const std::vector<Tensor>& in) {
-        std::vector<Tensor> originals;
-        const std::size_t first = x_is_input ? 1 : 0;
-        for (std::size_t i = 0; i < slots.size(); ++i) {
-          originals.push_back(*slots[i]);
-          *slots[i] = in[first + i];
-        }
-        Tensor y = forward(x_is_input ? in[0] : x);
-        for (std::size_t i = 0; i < slots.size(); ++i) *slots[i] = originals[i];
-        return y;
-      },
-      inputs);
 }
 
 // Overwrites every parameter of `m` with N(0, 0.5^2) f64 values, so that biases and norm weights

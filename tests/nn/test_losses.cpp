@@ -13,6 +13,7 @@
 #include "core/allocator.h"
 #include "core/ops.h"
 #include "nn/losses.h"
+#include "nn/nn_test_util.h"
 #include "test_util.h"
 
 namespace rw::nn {
@@ -21,28 +22,12 @@ using namespace rw::test;
 
 namespace {
 
-Tensor randn64(Shape shape, uint64_t seed) {
-  Generator gen(seed);
-  return randn(std::move(shape), gen, {.dtype = DType::f64});
-}
-
-std::vector<double> host(const Tensor& t) { return t.contiguous().to_vector<double>(); }
-
 // Random targets in [0, vocab) with every third one replaced by ignore_index (-100).
 Tensor targets_with_ignored(Shape shape, int64_t vocab, uint64_t seed) {
   Generator gen(seed);
   std::vector<int64_t> t = randint(0, vocab, shape, gen).to_vector<int64_t>();
   for (std::size_t i = 0; i < t.size(); i += 3) t[i] = -100;
   return from_vector<int64_t>(t, shape);
-}
-
-// Peak bytes allocated by `run` above what was live before it (dead graphs swept first).
-int64_t peak_bytes(const std::function<void()>& run) {
-  current_tape().sweep();
-  const int64_t before = memory_stats().allocated_bytes;
-  reset_peak_memory();
-  run();
-  return memory_stats().peak_allocated_bytes - before;
 }
 
 }  // namespace

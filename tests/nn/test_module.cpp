@@ -17,6 +17,7 @@
 #include "nn/layer_norm.h"
 #include "nn/linear.h"
 #include "nn/module.h"
+#include "nn/nn_test_util.h"
 #include "test_util.h"
 
 namespace rw::nn {
@@ -24,8 +25,6 @@ namespace rw::nn {
 using namespace rw::test;
 
 namespace {
-
-std::vector<double> host(const Tensor& t) { return t.contiguous().to_vector<double>(); }
 
 // A module with a parameter and a buffer of its own and nested containers.
 class Block : public Module {

@@ -12,6 +12,7 @@
 #include "autograd/tape.h"
 #include "core/generator_scope.h"
 #include "core/ops.h"
+#include "nn/nn_test_util.h"
 #include "nn/positions.h"
 #include "test_util.h"
 
@@ -20,13 +21,6 @@ namespace rw::nn {
 using namespace rw::test;
 
 namespace {
-
-Tensor randn64(Shape shape, uint64_t seed) {
-  Generator gen(seed);
-  return randn(std::move(shape), gen, {.dtype = DType::f64});
-}
-
-std::vector<double> host(const Tensor& t) { return t.contiguous().to_vector<double>(); }
 
 // The rows [start, start + length) of a row-major [rows, d] host table.
 std::vector<double> rows_of(const std::vector<double>& table, int64_t d, int64_t start,

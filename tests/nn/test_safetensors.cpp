@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "nn/atomic_file.h"
+#include "nn/nn_test_util.h"
 #include "nn/safetensors.h"
 #include "test_util.h"
 
@@ -32,36 +33,6 @@ namespace fs = std::filesystem;
 namespace {
 
 using Bytes = std::vector<std::byte>;
-
-// A fresh directory under the system temp dir, removed with everything in it at the end.
-class TempDir {
- public:
-  TempDir() {
-    static int count = 0;
-    path_ =
-        fs::temp_directory_path() / fmt::format("rewind-safetensors-{}-{}", ::getpid(), count++);
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-  // The names in the directory, sorted (temporary files would show up here).
-  std::vector<std::string> entries() const {
-    std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(path_))
-      names.push_back(e.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-
- private:
-  fs::path path_;
-};
 
 Bytes read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -170,7 +141,7 @@ StateDict every_kind_of_tensor() {
 }  // namespace
 
 TEST_CASE("safetensors: every dtype, 0-d, zero-size and strided tensors round-trip bit-exactly") {
-  TempDir dir;
+  TempDir dir("safetensors");
   StateDict tensors = every_kind_of_tensor();
   SafetensorsMetadata metadata{{"format", "pt"}, {"note", "ünïcode \"quoted\"\n\ttabs"}};
   const fs::path path = dir / "all.safetensors";
@@ -199,7 +170,7 @@ TEST_CASE("safetensors: GPU tensors are written from and read back to the GPU bi
     MESSAGE("skipped: no GPU");
     return;
   }
-  TempDir dir;
+  TempDir dir("safetensors");
   StateDict on_host = every_kind_of_tensor();
   StateDict on_gpu;
   for (const auto& [name, t] : on_host) on_gpu[name] = t.contiguous().to(Device::cuda());
@@ -223,7 +194,7 @@ TEST_CASE("safetensors: the writer lays the data out packed, 8-byte aligned, in 
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(bytes[i]);
   CHECK(n % 8 == 0);
   SafetensorsHeader header = [&] {
-    TempDir dir;
+    TempDir dir("safetensors");
     write_file(dir / "f.safetensors", bytes);
     return read_safetensors_header(dir / "f.safetensors");
   }();
@@ -245,7 +216,7 @@ TEST_CASE("safetensors: the writer lays the data out packed, 8-byte aligned, in 
 }
 
 TEST_CASE("safetensors: golden bytes written by hand from the format's definition") {
-  TempDir dir;
+  TempDir dir("safetensors");
   SUBCASE("one F32 tensor with metadata, padded to 8 bytes") {
     // {"a": F32 [2] = {1, 2}}, metadata {"format": "pt"}: compact JSON, __metadata__ first.
     std::string json = R"({"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2],)"
@@ -314,7 +285,7 @@ TEST_CASE("safetensors: golden bytes written by hand from the format's definitio
 
 // Malformed files: each must fail with an rw::Error that names the file and says what is wrong.
 TEST_CASE("safetensors: malformed files are errors naming the file and the problem") {
-  TempDir dir;
+  TempDir dir("safetensors");
   const Bytes four_floats = [] {
     Bytes b;
     for (float v : {1.0f, 2.0f, 3.0f, 4.0f}) append_le(b, v);
@@ -439,7 +410,7 @@ TEST_CASE("safetensors: malformed files are errors naming the file and the probl
 }
 
 TEST_CASE("safetensors: a valid file cut short anywhere is an error, never a crash") {
-  TempDir dir;
+  TempDir dir("safetensors");
   StateDict tensors{{"a", iota({3, 4})}, {"b", from_vector<int64_t>({1, 2, 3})}};
   const Bytes whole = serialize_safetensors(tensors, {{"k", "v"}});
   uint64_t header_end = 8;
@@ -475,7 +446,7 @@ TEST_CASE("safetensors: a valid file cut short anywhere is an error, never a cra
 }
 
 TEST_CASE("safetensors: missing files and directories are errors naming the path") {
-  TempDir dir;
+  TempDir dir("safetensors");
   std::string msg = error_message([&] { load_safetensors(dir / "missing.safetensors"); });
   CHECK(contains(msg, "safetensors file '" + (dir / "missing.safetensors").string() +
                           "': cannot open: No such file or directory"));
@@ -484,7 +455,7 @@ TEST_CASE("safetensors: missing files and directories are errors naming the path
 }
 
 TEST_CASE("safetensors: the metadata and header are read without the tensor data") {
-  TempDir dir;
+  TempDir dir("safetensors");
   StateDict tensors{{"w", iota({2, 2})}, {"n", from_vector<int32_t>({5})}};
   save_safetensors(dir / "m.safetensors", tensors, {{"epoch", "3"}});
   CHECK(load_safetensors_metadata(dir / "m.safetensors") == SafetensorsMetadata{{"epoch", "3"}});
@@ -510,7 +481,7 @@ TEST_CASE("safetensors: the metadata and header are read without the tensor data
 }
 
 TEST_CASE("safetensors: names and dtypes the format cannot hold are errors before writing") {
-  TempDir dir;
+  TempDir dir("safetensors");
   const fs::path path = dir / "x.safetensors";
   std::string msg = error_message([&] { save_safetensors(path, {{"__metadata__", iota({1})}}); });
   CHECK(contains(msg, "cannot write safetensors file '" + path.string() + "'"));
@@ -557,7 +528,7 @@ class FileSizeLimit {
 }  // namespace
 
 TEST_CASE("atomic writes: a failed save leaves the previous file byte-identical, no temp files") {
-  TempDir dir;
+  TempDir dir("safetensors");
   const fs::path path = dir / "model.safetensors";
   save_safetensors(path, {{"a", iota({4})}}, {{"version", "1"}});
   const Bytes before = read_file(path);
@@ -591,7 +562,7 @@ TEST_CASE("atomic writes: a failed save leaves the previous file byte-identical,
 }
 
 TEST_CASE("atomic writes: failures to create or rename are errors naming the target") {
-  TempDir dir;
+  TempDir dir("safetensors");
   SUBCASE("the directory does not exist") {
     const fs::path path = dir / "no-such-dir" / "x.safetensors";
     std::string msg = error_message([&] { save_safetensors(path, {{"a", iota({2})}}); });
@@ -617,7 +588,7 @@ TEST_CASE("atomic writes: failures to create or rename are errors naming the tar
 }
 
 TEST_CASE("atomic writes: a commit replaces the file and only then") {
-  TempDir dir;
+  TempDir dir("safetensors");
   const fs::path path = dir / "f.bin";
   write_file_atomically(path, Bytes{std::byte{1}, std::byte{2}});
   CHECK(read_file(path) == Bytes{std::byte{1}, std::byte{2}});

@@ -14,6 +14,7 @@
 #include "nn/adam.h"
 #include "nn/checkpoint.h"
 #include "nn/clip_grad.h"
+#include "nn/nn_test_util.h"
 #include "nn/sgd.h"
 #include "nn/tiny_lm.h"
 
@@ -91,8 +92,8 @@ TEST_CASE("training: save a checkpoint after N steps, load, train M more == N + 
   auto ref_opt = make_opt(*ref);
   for (int s = 0; s < n + m; ++s) train_step(*ref, *ref_opt, x, y);
   // Interrupted: N steps, checkpoint to disk, a fresh process-like restart, M steps.
-  const auto path =
-      std::filesystem::temp_directory_path() / "rewind_test_training_resume.safetensors";
+  test::TempDir dir("training");
+  const auto path = dir / "resume.safetensors";
   {
     auto model = make_model(3);
     auto opt = make_opt(*model);
@@ -111,7 +112,6 @@ TEST_CASE("training: save a checkpoint after N steps, load, train M more == N + 
   model->load_state_dict(ckpt.model);
   opt->load_state_dict(ckpt.optimizer);
   for (int s = 0; s < m; ++s) train_step(*model, *opt, x, y);
-  std::filesystem::remove(path);
   auto want = ref->named_parameters();
   auto got = model->named_parameters();
   REQUIRE(want.size() == got.size());
