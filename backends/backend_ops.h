@@ -29,6 +29,41 @@ enum class UnaryOp : uint8_t {
   logical_not,  // output bool
   isfinite,     // output bool
 };
+// The unary ops whose derivative a backend computes from y = op(x) alone: for these the op layer
+// saves y for unary_backward, for every other op x (backend.h).
+constexpr bool unary_backward_uses_output(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::exp:
+    case UnaryOp::sqrt:
+    case UnaryOp::rsqrt:
+    case UnaryOp::reciprocal:
+    case UnaryOp::tanh:
+    case UnaryOp::sigmoid:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The unary ops that exist only for floating dtypes; the others also have integer kernels
+// (logical_not and isfinite take bool and any dtype respectively).
+constexpr bool unary_is_float_only(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::neg:
+    case UnaryOp::abs:
+    case UnaryOp::sign:
+    case UnaryOp::square:
+    case UnaryOp::relu:
+    case UnaryOp::pow_scalar:
+    case UnaryOp::clamp:
+    case UnaryOp::logical_not:
+    case UnaryOp::isfinite:
+      return false;
+    default:
+      return true;
+  }
+}
+
 struct UnaryParams {
   double a = 0;
   double b = 0;

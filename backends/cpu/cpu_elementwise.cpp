@@ -481,23 +481,6 @@ bool dnnl_unary_backward(UnaryOp op, const Tensor& x, const Tensor&, const Tenso
   return true;
 }
 
-bool is_float_only(UnaryOp op) {
-  switch (op) {
-    case UnaryOp::neg:
-    case UnaryOp::abs:
-    case UnaryOp::sign:
-    case UnaryOp::square:
-    case UnaryOp::relu:
-    case UnaryOp::pow_scalar:
-    case UnaryOp::clamp:
-    case UnaryOp::logical_not:
-    case UnaryOp::isfinite:
-      return false;
-    default:
-      return true;
-  }
-}
-
 }  // namespace
 
 void CpuBackend::unary(UnaryOp op, const Tensor& x, const Tensor& out, UnaryParams params) {
@@ -517,7 +500,7 @@ void CpuBackend::unary(UnaryOp op, const Tensor& x, const Tensor& out, UnaryPara
     if constexpr (std::is_floating_point_v<acc_t<scalar_t>>) {
       unary_floating<scalar_t>(op, x, out, params);
     } else if constexpr (!std::is_same_v<scalar_t, bool>) {
-      RW_CHECK(!is_float_only(op), "cpu unary: op {} needs a floating dtype, got {}",
+      RW_CHECK(!unary_is_float_only(op), "cpu unary: op {} needs a floating dtype, got {}",
                static_cast<int>(op), out.dtype());
       unary_integral<scalar_t>(op, x, out, params);
     } else {

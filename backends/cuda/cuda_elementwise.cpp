@@ -97,38 +97,6 @@ const char* binary_name(BinaryOp op) {
   return "unknown binary op";
 }
 
-// The unary ops an integral dtype (i32, i64, u8) has; the others need a floating one.
-bool defined_for_integers(UnaryOp op) {
-  switch (op) {
-    case UnaryOp::neg:
-    case UnaryOp::abs:
-    case UnaryOp::sign:
-    case UnaryOp::square:
-    case UnaryOp::relu:
-    case UnaryOp::pow_scalar:
-    case UnaryOp::clamp:
-      return true;
-    default:
-      return false;
-  }
-}
-
-// The unary ops whose derivative the kernels compute from y = op(x) (backend.h); the others read
-// x, except neg and sign, which read neither.
-bool derivative_reads_y(UnaryOp op) {
-  switch (op) {
-    case UnaryOp::exp:
-    case UnaryOp::sqrt:
-    case UnaryOp::rsqrt:
-    case UnaryOp::reciprocal:
-    case UnaryOp::tanh:
-    case UnaryOp::sigmoid:
-      return true;
-    default:
-      return false;
-  }
-}
-
 void check_same_dtype(const char* what, const char* op, const Tensor& t, DType want) {
   RW_CHECK(t.dtype() == want, "cuda {} {}: operand of dtype {} where {} is expected", what, op,
            t.dtype(), want);
@@ -147,7 +115,7 @@ void CudaBackend::unary(UnaryOp op, const Tensor& x, const Tensor& out, UnaryPar
   } else {
     const DType dt = out.dtype();
     RW_CHECK(dt != DType::boolean, "cuda unary: op {} is not defined for bool", name);
-    RW_CHECK(is_floating(dt) || defined_for_integers(op),
+    RW_CHECK(is_floating(dt) || !unary_is_float_only(op),
              "cuda unary: op {} needs a floating dtype, got {}", name, dt);
     check_same_dtype("unary", name, x, dt);
   }
@@ -165,7 +133,7 @@ void CudaBackend::unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, c
            "cuda unary_backward: op {} has no derivative", name);
   // What the derivative reads; the op layer saves exactly that (backend.h).
   Tensor saved;
-  if (derivative_reads_y(op)) {
+  if (unary_backward_uses_output(op)) {
     RW_CHECK(y.defined(),
              "cuda unary_backward: op {} computes its derivative from y = {}(x), "
              "which was not given",

@@ -119,27 +119,12 @@ enum class UnaryKind {
   arithmetic,  // keeps an integral dtype; bool is rejected
 };
 
-// Ops whose derivative the backend computes from y = op(x) alone; the others need only x.
-bool backward_uses_output(UnaryOp op) {
-  switch (op) {
-    case UnaryOp::exp:
-    case UnaryOp::sqrt:
-    case UnaryOp::rsqrt:
-    case UnaryOp::reciprocal:
-    case UnaryOp::tanh:
-    case UnaryOp::sigmoid:
-      return true;
-    default:
-      return false;
-  }
-}
-
 // out = op(x) in `dtype`, with the backward through Backend::unary_backward.
 Tensor run_unary(const char* name, UnaryOp op, const Tensor& x, DType dtype, UnaryParams params) {
   Tensor out = empty(x.shape(), {.dtype = dtype, .device = x.device()});
   if (out.numel() > 0) detail::backend_of(x).unary(op, operand(x, dtype, x.shape()), out, params);
   if (needs_grad({&x}) && is_floating(dtype)) {
-    bool from_output = backward_uses_output(op);
+    bool from_output = unary_backward_uses_output(op);
     // Save only what the derivative reads: the input, or the output for exp/tanh/...
     SavedTensor saved = from_output ? SavedTensor(out) : SavedTensor(x);
     record(name, {x}, out,
