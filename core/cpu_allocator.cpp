@@ -1,5 +1,5 @@
-// The CPU caching allocator. Freed blocks are kept in size classes (four per power of two, so at
-// most 25% of a block is slack) and handed out again, so a steady training loop takes no fresh
+// The CPU caching allocator. Freed blocks are kept in size classes (two per power of two, so at
+// most a third of a block is slack) and handed out again, so a steady training loop takes no fresh
 // page faults: faulting in new pages can cost half of an attention layer's time on a small CPU.
 #include <cstdlib>
 #include <mutex>
@@ -83,7 +83,7 @@ class CpuCachingAllocator final : public Allocator {
   }
 
  private:
-  // Rounds up to 64 bytes below 256 bytes, else to one of four classes per power of two.
+  // Rounds up to 64 bytes below 256 bytes, else to one of two classes per power of two.
   static std::size_t size_class(std::size_t n) {
     if (n <= 256) return (n + kAlignment - 1) / kAlignment * kAlignment;
     int log2 = 63 - __builtin_clzll(n - 1);  // 2^log2 < n <= 2^(log2+1)
