@@ -140,7 +140,36 @@ void record(const char* name, std::span<const Tensor> inputs, std::span<const Te
   record_node(std::move(node));
 }
 
-void run_backward(std::span<const Tensor> roots, std::span<const Tensor> grads, bool retain) {
+// Where the gradients that reach an input of grad() go: captured, instead of accumulated into
+// leaves (backward()).
+struct GradCapture {
+  std::unordered_map<const AutogradMeta*, std::vector<std::size_t>> slots;  // meta -> input indices
+  std::vector<Tensor> grads;                                                // one per input
+  bool error_on_unlisted = false;
+};
+
+struct BackwardRun {
+  static void run(std::span<const Tensor> roots, std::span<const Tensor> grads, bool retain,
+                  GradCapture* capture);
+};
+
+namespace {
+
+// The gradient a leaf keeps: a fresh, contiguous, unaliased tensor, since optimizers update grads
+// in place. A gradient that already is one (no other handle or view shares its storage: the usual
+// case for a backward rule's result) is kept as it is instead of copied, so accumulating the
+// parameters' gradients does not need twice their memory.
+Tensor owned_gradient(Tensor g) {
+  const bool sole_owner = g.impl_ptr().use_count() == 1 && g.storage().use_count() == 1 &&
+                          g.impl().autograd == nullptr && g.offset() == 0 && g.is_contiguous() &&
+                          g.storage()->nbytes() == g.nbytes();
+  return sole_owner ? g : g.contiguous().clone();
+}
+
+}  // namespace
+
+void BackwardRun::run(std::span<const Tensor> roots, std::span<const Tensor> grads, bool retain,
+                      GradCapture* capture) {
   RW_CHECK(roots.size() == grads.size(), "backward: {} roots but {} gradients", roots.size(),
            grads.size());
   NoGradGuard no_grad;
@@ -153,9 +182,23 @@ void run_backward(std::span<const Tensor> roots, std::span<const Tensor> grads, 
   std::unordered_map<uint64_t, Tensor> pending;  // gradients of non-leaf tensors, by meta id
 
   auto accumulate = [&](const std::shared_ptr<AutogradMeta>& meta, Tensor g, const char* op) {
-    if (meta->is_leaf) {
-      // A fresh, contiguous, unaliased copy: optimizers update grads in place.
-      meta->grad = meta->grad.defined() ? add(meta->grad, g) : g.contiguous().clone();
+    if (capture != nullptr) {
+      if (auto it = capture->slots.find(meta.get()); it != capture->slots.end()) {
+        for (std::size_t i : it->second) {
+          Tensor& slot = capture->grads[i];
+          slot = slot.defined() ? add(slot, g) : g;
+        }
+        return;
+      }
+      if (meta->is_leaf || meta->tape != &tape) {
+        RW_CHECK(!capture->error_on_unlisted,
+                 "grad: {} sends a gradient (shape {}) to a tensor that requires grad but is not "
+                 "among the inputs asked for",
+                 op, g.shape());
+        return;
+      }
+    } else if (meta->is_leaf) {
+      meta->grad = meta->grad.defined() ? add(meta->grad, g) : owned_gradient(std::move(g));
       return;
     }
     RW_CHECK(!meta->graph_freed,
@@ -165,7 +208,6 @@ void run_backward(std::span<const Tensor> roots, std::span<const Tensor> grads, 
     auto [it, inserted] = pending.try_emplace(meta->id, g);
     if (!inserted) it->second = add(it->second, g);
   };
-
   for (std::size_t i = 0; i < roots.size(); ++i) {
     const Tensor& root = roots[i];
     RW_CHECK(root.requires_grad(),
@@ -227,13 +269,28 @@ void run_backward(std::span<const Tensor> roots, std::span<const Tensor> grads, 
 }
 
 void backward(const Tensor& root, const Tensor& grad, BackwardOptions options) {
-  run_backward(std::span<const Tensor>(&root, 1), std::span<const Tensor>(&grad, 1),
-               options.retain_graph);
+  BackwardRun::run(std::span<const Tensor>(&root, 1), std::span<const Tensor>(&grad, 1),
+                   options.retain_graph, nullptr);
 }
 
 void backward(std::span<const Tensor> roots, std::span<const Tensor> grads,
               BackwardOptions options) {
-  run_backward(roots, grads, options.retain_graph);
+  BackwardRun::run(roots, grads, options.retain_graph, nullptr);
+}
+
+std::vector<Tensor> grad(std::span<const Tensor> roots, std::span<const Tensor> grad_roots,
+                         std::span<const Tensor> inputs, GradOptions options) {
+  GradCapture capture;
+  capture.grads.resize(inputs.size());
+  capture.error_on_unlisted = options.error_on_unlisted;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    RW_CHECK(inputs[i].defined() && inputs[i].requires_grad(),
+             "grad: input {} (shape {}) does not require grad", i,
+             inputs[i].defined() ? inputs[i].shape() : Shape{});
+    capture.slots[inputs[i].impl().autograd.get()].push_back(i);
+  }
+  BackwardRun::run(roots, grad_roots, options.retain_graph, &capture);
+  return std::move(capture.grads);
 }
 
 }  // namespace rw

@@ -66,7 +66,7 @@ class Tape {
 
  private:
   friend void record_node(Node node);
-  friend void run_backward(std::span<const Tensor>, std::span<const Tensor>, bool);
+  friend struct BackwardRun;
   std::vector<Node> nodes_;
   std::size_t sweep_at_ = 1024;
 };
@@ -137,5 +137,19 @@ void backward(const Tensor& root, const Tensor& grad = {}, BackwardOptions optio
 // roots only).
 void backward(std::span<const Tensor> roots, std::span<const Tensor> grads,
               BackwardOptions options = {});
+
+struct GradOptions {
+  bool retain_graph = false;
+  // A gradient that reaches a tensor requiring grad that is neither one of `inputs` nor computed on
+  // this tape (a leaf, or a result recorded on an outer tape) is dropped, as torch.autograd.grad
+  // drops it. With this set it is an rw::Error naming the op that produced the gradient and the
+  // tensor's shape: the reversible stack uses it to catch a block reading an undeclared parameter.
+  bool error_on_unlisted = false;
+};
+// The gradients of the roots with respect to `inputs` (leaves or results), one per input, without
+// touching any tensor's grad(): torch.autograd.grad. An input no gradient reaches gets an undefined
+// Tensor. Gradients stop at the inputs: what computed an input is not walked for their sake.
+std::vector<Tensor> grad(std::span<const Tensor> roots, std::span<const Tensor> grad_roots,
+                         std::span<const Tensor> inputs, GradOptions options = {});
 
 }  // namespace rw
