@@ -1,0 +1,53 @@
+#pragma once
+// The fused chunk attention at the heart of LSH attention (models/reformer/lsh_attention.h), as one
+// rw::CustomFunction. Not a user API: lsh_attention builds the plan (sort permutations, masks) and
+// calls it.
+//
+// Memory: forward processes blocks of chunks (at most kChunkBlockElements scores at a time) with
+// batched matmuls and keeps only its inputs (q, k, v), the output and a per-token logsumexp;
+// backward recomputes each block's scores and probabilities (FlashAttention style). Everything
+// kept is linear in L; the transient per-block tensors are bounded.
+#include <cstdint>
+#include <memory>
+
+#include "core/philox.h"
+#include "core/tensor.h"
+
+namespace rw::reformer {
+
+// Scores per block of chunks, summed over batch and heads (4 MB of f32).
+inline constexpr int64_t kChunkBlockElements = int64_t{1} << 20;
+
+// Everything about one call that is not differentiable. Index tensors are i64 on the inputs'
+// device; "token" means a position in [0, Lp) of the padded sequence, "slot" a position in the
+// ticker [0, S), S = n_hashes * Lp, round r owning slots [r Lp, (r+1) Lp).
+struct ChunkAttentionPlan {
+  int64_t batch_heads = 0;  // BH
+  int64_t length = 0;       // Lp, a multiple of chunk_len
+  int64_t n_hashes = 1;
+  int64_t chunk_len = 64;
+  int64_t chunks_before = 1;
+  int64_t chunks_after = 0;
+  bool causal = false;
+  bool count_duplicates = false;
+  bool attend_across_buckets = true;
+  double self_penalty = -1e5;    // on the logit of a query's own position
+  double masked_penalty = -1e9;  // replaces the logit of a forbidden key
+  double dropout_p = 0;
+  PhiloxState dropout_state{};
+
+  Tensor perm;   // [BH, S]: the token in each slot (the sort permutation, round by round)
+  Tensor inv;    // [BH, n_hashes, Lp]: the slot (within its round) of each token
+  Tensor valid;  // bool [BH * Lp]: the token may be attended (not padding)
+  Tensor
+      slot_bucket;  // [BH, S]: bucket of each slot, unique across rounds (!attend_across_buckets)
+  Tensor
+      token_chunk;  // [BH * Lp, n_hashes]: ticker chunk of each token per round (count_duplicates)
+  Tensor token_bucket;  // [BH * Lp, n_hashes]: bucket of each token per round (count_duplicates)
+};
+
+// q (already scaled), k (unit keys), v: [BH, Lp, d] -> [BH, Lp, d], differentiable in all three.
+Tensor chunk_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                       std::shared_ptr<const ChunkAttentionPlan> plan);
+
+}  // namespace rw::reformer

@@ -1,0 +1,87 @@
+#include "models/reformer/lsh_self_attention.h"
+
+#include <any>
+#include <cmath>
+
+#include "autograd/reversible.h"
+#include "core/ops.h"
+#include "models/reformer/lsh_hashing.h"
+
+namespace rw::reformer {
+
+LSHSelfAttention::LSHSelfAttention(int64_t d_model, int64_t n_heads,
+                                   LSHSelfAttentionOptions options, Generator& generator)
+    : d_model_(d_model), n_heads_(n_heads), d_head_(options.d_head), options_(options) {
+  RW_CHECK(d_model > 0 && n_heads > 0,
+           "LSHSelfAttention: d_model and n_heads must be positive, got {} and {}", d_model,
+           n_heads);
+  RW_CHECK(options.d_head >= 0,
+           "LSHSelfAttention: d_head must be >= 0 (0 = d_model / n_heads), got {}", options.d_head);
+  if (d_head_ == 0) {
+    RW_CHECK(d_model % n_heads == 0,
+             "LSHSelfAttention: d_model {} is not divisible by n_heads {} (set options.d_head)",
+             d_model, n_heads);
+    d_head_ = d_model / n_heads;
+  }
+  RW_CHECK(options.dropout >= 0 && options.dropout < 1,
+           "LSHSelfAttention: dropout must be in [0, 1), got {}", options.dropout);
+  const LSHAttentionOptions& lsh = options.lsh;
+  RW_CHECK(lsh.chunk_len > 0 && lsh.n_hashes > 0 && lsh.chunks_before >= 0 && lsh.chunks_after >= 0,
+           "LSHSelfAttention: need chunk_len > 0, n_hashes > 0, chunks_before/after >= 0, got "
+           "{}, {}, {}, {}",
+           lsh.chunk_len, lsh.n_hashes, lsh.chunks_before, lsh.chunks_after);
+  RW_CHECK(
+      lsh.n_buckets == 0 || lsh.n_buckets == 1 || (lsh.n_buckets > 0 && lsh.n_buckets % 2 == 0),
+      "LSHSelfAttention: n_buckets must be 0 (default), 1 or even, got {}", lsh.n_buckets);
+
+  const int64_t inner = n_heads_ * d_head_;
+  const double in_bound = std::sqrt(6.0 / static_cast<double>(d_model + inner));
+  w_qk = uniform({inner, d_model}, -in_bound, in_bound, generator);
+  w_v = uniform({inner, d_model}, -in_bound, in_bound, generator);
+  const double out_bound = 1.0 / std::sqrt(static_cast<double>(inner));
+  w_o = uniform({d_model, inner}, -out_bound, out_bound, generator);
+  register_parameter("w_qk", w_qk);
+  register_parameter("w_v", w_v);
+  register_parameter("w_o", w_o);
+  if (options.output_bias) {
+    b_o = zeros({d_model});
+    register_parameter("b_o", b_o);
+  }
+}
+
+Tensor LSHSelfAttention::forward(const Tensor& x, const Tensor& key_padding_mask) {
+  RW_CHECK(x.defined(), "LSHSelfAttention: x is undefined");
+  RW_CHECK(x.dim() == 3 && x.size(2) == d_model_ && is_floating(x.dtype()),
+           "LSHSelfAttention: expected floating x of shape [batch, length, {}], got {} {}",
+           d_model_, x.dtype(), x.shape());
+  const int64_t B = x.size(0), L = x.size(1), inner = n_heads_ * d_head_;
+  auto heads = [&](const Tensor& t) {
+    return t.reshape({B, L, n_heads_, d_head_}).transpose(1, 2);
+  };
+  Tensor qk = heads(linear(x, w_qk));
+  Tensor v = heads(linear(x, w_v));
+
+  LSHAttentionOptions lsh = options_.lsh;
+  Generator& generator = current_generator();
+  // Drawn in every pass (even when the cached buckets are used) so the generator advances alike.
+  const DType rotation_dtype = x.dtype() == DType::f64 ? DType::f64 : DType::f32;
+  LSHRotations rotations = random_lsh_rotations(
+      n_heads_, d_head_, lsh.n_hashes, resolve_n_buckets(lsh, L), generator, rotation_dtype);
+  if (rotations.first.defined()) rotations.first = rotations.first.to(x.device());
+  if (rotations.second.defined()) rotations.second = rotations.second.to(x.device());
+  lsh.dropout_p = is_training() ? options_.dropout : 0;
+  if (lsh.dropout_p > 0) lsh.dropout_state = generator.fork().state();
+
+  Tensor buckets;
+  if (BlockCache* cache = current_block_cache(); cache != nullptr && cache->replaying()) {
+    buckets = std::any_cast<Tensor>(cache->take(this));
+  } else {
+    buckets = lsh_hash(qk, rotations);
+    if (cache != nullptr) cache->save(this, buckets);
+  }
+  Tensor attended = lsh_attention_with_buckets(qk, v, buckets, lsh, key_padding_mask);
+  Tensor merged = attended.transpose(1, 2).reshape({B, L, inner});
+  return linear(merged, w_o, b_o);
+}
+
+}  // namespace rw::reformer
