@@ -119,6 +119,20 @@ auto in_block(std::size_t block, char function, Fn&& fn) {
   }
 }
 
+// The recomputation runs the function as it is at backward time: it must still read the tensors
+// it declared in forward (a module moved with to(), or given new parameter tensors, in between
+// would be differentiated with respect to the wrong tensors).
+void check_same_parameters(const ReversibleFunction& fn, std::span<const Tensor> recorded,
+                           std::size_t block, char function) {
+  const std::vector<Tensor> now = declared_parameters(fn);
+  bool same = now.size() == recorded.size();
+  for (std::size_t j = 0; same && j < now.size(); ++j) same = now[j].is_same(recorded[j]);
+  RW_CHECK(same,
+           "{}: backward of block {} {}: its parameters are not the tensors it declared in forward "
+           "({} then, {} now); do not replace or move parameters between forward and backward",
+           kOp, block, function, recorded.size(), now.size());
+}
+
 // Recomputes `fn` at x on a local tape and backpropagates `dout` through it. Returns fn(x)
 // (detached) and adds d/dx into `dx_total` and the parameter gradients into `param_grads`.
 Tensor recompute_and_backprop(const ReversibleFunction& fn, const Tensor& x, const Tensor& dout,
@@ -233,6 +247,8 @@ std::pair<Tensor, Tensor> reversible_stack(std::span<const ReversibleBlock> bloc
               const ReversibleBlock& block = (*stack)[i];
               auto f_params = std::span<const Tensor>(*params).subspan(r.f_begin, r.f_count);
               auto g_params = std::span<const Tensor>(*params).subspan(r.g_begin, r.g_count);
+              check_same_parameters(block.f, f_params, i, 'F');
+              check_same_parameters(block.g, g_params, i, 'G');
               // G: x2 = y2 - G(y1); dx1 = dy1 + dy2 . dG/dy1.
               Tensor dx1 = dy1;
               Tensor gy = recompute_and_backprop(

@@ -410,6 +410,19 @@ TEST_CASE("bad use of the reversible stack is a clear error") {
                      "reversible_stack: backward of block 0 G: grad: matmul sends a gradient "
                      "(shape [4, 4]) to a tensor that requires grad but is not among the inputs"));
 
+  // A function whose parameters were replaced between forward and backward.
+  Tensor wa = randn64({4, 4}, 60).requires_grad_(), wb = randn64({4, 4}, 61).requires_grad_();
+  Tensor current = wa;
+  ReversibleFunction swappable{
+      .forward = [&current](const Tensor& t) { return matmul(t, current); },
+      .parameters = [&current] { return std::vector<Tensor>{current}; }};
+  std::vector<ReversibleBlock> swapped{{swappable, identity}};
+  auto [s1, s2] = reversible_stack(swapped, x, x);
+  current = wb;
+  CHECK(test::contains(test::error_message([&] { backward(sum(s2)); }),
+                       "reversible_stack: backward of block 0 F: its parameters are not the "
+                       "tensors it declared in forward (1 then, 1 now)"));
+
   // A parameter changed in place between forward and backward (an optimizer step too early).
   Params p = make_params(1, 4, 50);
   std::vector<ReversibleBlock> blocks = make_blocks(p.all, 0);
