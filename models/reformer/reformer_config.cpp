@@ -54,8 +54,6 @@ PositionKind parse_position_kind(const std::string& name) {
       "unknown position kind '{}' (expected axial, sinusoidal, learned or none)", name));
 }
 
-namespace {
-
 nn::Activation parse_activation(const std::string& name) {
   for (nn::Activation a : {nn::Activation::relu, nn::Activation::gelu, nn::Activation::gelu_tanh,
                            nn::Activation::silu, nn::Activation::swiglu}) {
@@ -64,6 +62,8 @@ nn::Activation parse_activation(const std::string& name) {
   throw Error(fmt::format(
       "unknown activation '{}' (expected relu, gelu, gelu_tanh, silu or swiglu)", name));
 }
+
+namespace {
 
 // Two factors a * b >= n with a <= b, both near sqrt(n) (powers of two when n is one).
 std::vector<int64_t> default_axial_shape(int64_t n) {

@@ -29,6 +29,7 @@ std::string to_string(PositionKind kind);
 // The inverses; an rw::Error listing the accepted names otherwise.
 AttentionKind parse_attention_kind(const std::string& name);
 PositionKind parse_position_kind(const std::string& name);
+nn::Activation parse_activation(const std::string& name);
 
 struct ReformerConfig {
   int64_t vocab_size = 256;  // bytes
