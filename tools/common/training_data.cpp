@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "core/ops.h"
+
 namespace rw::tools {
 
 ByteTextData::ByteTextData(const std::string& path, int64_t length, uint64_t seed)
@@ -34,6 +36,42 @@ std::vector<TokenBatch> ByteTextData::evaluation_batches(int64_t batch_size,
     batches.push_back({w.inputs, w.targets});
   }
   return batches;
+}
+
+namespace {
+
+TokenBatch scored_on_copy(const reformer::DuplicationBatch& b) {
+  return {b.inputs, where(b.loss_mask, b.targets, static_cast<double>(reformer::kNoTarget))};
+}
+
+}  // namespace
+
+DuplicationData::DuplicationData(int64_t length, uint64_t seed, int64_t vocab_size)
+    : options_{.length = length, .vocab_size = vocab_size}, seed_(seed), task_(options_, seed) {}
+
+std::string DuplicationData::description() const {
+  return fmt::format("the duplication task (length {}, symbols 1..{})", options_.length,
+                     options_.vocab_size - 1);
+}
+
+TokenBatch DuplicationData::next(int64_t batch_size) {
+  return scored_on_copy(task_.next(batch_size));
+}
+
+std::vector<reformer::DuplicationBatch> DuplicationData::evaluation_tasks(
+    int64_t batch_size, int64_t max_batches) const {
+  // A seed of its own, so the held-out sequences are not the training stream's.
+  reformer::DuplicationTask held_out(options_, seed_ ^ 0x5eed5eed5eedULL);
+  std::vector<reformer::DuplicationBatch> out;
+  for (int64_t i = 0; i < max_batches; ++i) out.push_back(held_out.next(batch_size));
+  return out;
+}
+
+std::vector<TokenBatch> DuplicationData::evaluation_batches(int64_t batch_size,
+                                                            int64_t max_batches) const {
+  std::vector<TokenBatch> out;
+  for (const auto& b : evaluation_tasks(batch_size, max_batches)) out.push_back(scored_on_copy(b));
+  return out;
 }
 
 }  // namespace rw::tools

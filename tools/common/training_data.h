@@ -10,6 +10,7 @@
 #include "core/philox.h"
 #include "core/tensor.h"
 #include "models/reformer/byte_dataset.h"
+#include "models/reformer/duplication_task.h"
 
 namespace rw::tools {
 
@@ -54,6 +55,32 @@ class ByteTextData : public TrainingData {
   std::shared_ptr<reformer::ByteDataset> data_;
   int64_t length_;
   reformer::WindowSampler sampler_;
+};
+
+// The duplication task (`0 w 0 w`, paper Sec. 5): targets outside the second copy of w are
+// ignored (-100), so the loss is scored on the copy only; evaluation uses fixed batches of their
+// own seed.
+class DuplicationData : public TrainingData {
+ public:
+  DuplicationData(int64_t length, uint64_t seed, int64_t vocab_size = 128);
+  std::string description() const override;
+  std::string unit() const override { return "bits/token"; }
+  int64_t vocab_size() const override { return options_.vocab_size; }
+  int64_t length() const override { return options_.length; }
+  TokenBatch next(int64_t batch_size) override;
+  std::vector<TokenBatch> evaluation_batches(int64_t batch_size,
+                                             int64_t max_batches) const override;
+  PhiloxState state() const override { return task_.state(); }
+  void set_state(PhiloxState state) override { task_.set_state(state); }
+
+  // The held-out batches with their loss masks, for accuracy.
+  std::vector<reformer::DuplicationBatch> evaluation_tasks(int64_t batch_size,
+                                                           int64_t max_batches) const;
+
+ private:
+  reformer::DuplicationTaskOptions options_;
+  uint64_t seed_;
+  reformer::DuplicationTask task_;
 };
 
 }  // namespace rw::tools
