@@ -7,22 +7,16 @@
 #include "autograd/function.h"
 #include "backends/backend.h"
 #include "core/ops.h"
+#include "models/reformer/chunk_attention_blocks.h"
+#include "models/reformer/chunk_attention_cpu.h"
 
 namespace rw::reformer {
 namespace {
 
 using Plan = ChunkAttentionPlan;
-
-int64_t window_chunks(const Plan& p) { return p.chunks_before + 1 + p.chunks_after; }
-int64_t chunks_per_round(const Plan& p) { return p.length / p.chunk_len; }
-int64_t total_chunks(const Plan& p) { return p.n_hashes * chunks_per_round(p); }
-
-// Chunks per block: as many as keep the block's scores under kChunkBlockElements.
-int64_t block_chunks(const Plan& p) {
-  const int64_t per_chunk = p.batch_heads * p.chunk_len * window_chunks(p) * p.chunk_len;
-  return std::clamp<int64_t>(kChunkBlockElements / std::max<int64_t>(per_chunk, 1), 1,
-                             chunks_per_round(p));
-}
+using chunk_blocks::chunks_per_round;
+using chunk_blocks::total_chunks;
+using chunk_blocks::window_chunks;
 
 // The query chunks [first, first + count) of one round and the keys they attend to.
 struct Block {
@@ -46,7 +40,7 @@ Block make_block(const Plan& p, const Tensor& row_base, int64_t round, int64_t f
   for (int64_t i = 0; i < count; ++i) {
     const int64_t chunk = round * chunks_per_round(p) + first + i;
     for (int64_t o = -p.chunks_before; o <= p.chunks_after; ++o) {
-      const int64_t neighbour = ((chunk + o) % N + N) % N;  // wraps around the whole ticker
+      const int64_t neighbour = chunk_blocks::neighbour_chunk(chunk, o, N);
       for (int64_t j = 0; j < c; ++j) slots.push_back(neighbour * c + j);
     }
   }
@@ -127,24 +121,18 @@ BlockScores block_scores(const Plan& p, const Block& b, const Tensor& q, const T
   return s;
 }
 
-// Visits the blocks in a fixed order (round by round), handing each its dropout state.
+// Visits the blocks in their fixed order, handing each its dropout state.
 template <typename F>
 void for_each_block(const Plan& p, const Tensor& row_base, F&& visit) {
-  const int64_t per_block = block_chunks(p), ncr = chunks_per_round(p);
-  PhiloxState dropout_state = p.dropout_state;
-  const int64_t per_chunk_scores = p.batch_heads * p.chunk_len * window_chunks(p) * p.chunk_len;
-  for (int64_t r = 0; r < p.n_hashes; ++r) {
-    for (int64_t first = 0; first < ncr; first += per_block) {
-      const int64_t count = std::min(per_block, ncr - first);
-      visit(make_block(p, row_base, r, first, count), dropout_state);
-      dropout_state.counter += static_cast<uint64_t>((count * per_chunk_scores + 3) / 4);
-    }
-  }
+  chunk_blocks::for_each_block(
+      p, [&](int64_t round, int64_t first, int64_t count, PhiloxState dropout_state) {
+        visit(make_block(p, row_base, round, first, count), dropout_state);
+      });
 }
 
 // Softmax probabilities and logsumexp of a block's logits, and the probabilities after dropout.
 struct BlockProbs {
-  Tensor lse, probs, dropped;
+  Tensor row_max, z, probs, dropped;  // lse = row_max + log(z)
 };
 BlockProbs block_probs(const Plan& p, const Tensor& logits, PhiloxState dropout_state) {
   BlockProbs r;
@@ -154,7 +142,8 @@ BlockProbs block_probs(const Plan& p, const Tensor& logits, PhiloxState dropout_
   Tensor e = exp(sub(logits, row_max));
   Tensor z = sum(e, {-1}, true);
   r.probs = div(e, z);
-  r.lse = add(row_max, log(z));
+  r.row_max = row_max;
+  r.z = z;
   r.dropped = p.dropout_p > 0 ? dropout(r.probs, p.dropout_p, dropout_state) : r.probs;
   return r;
 }
@@ -165,8 +154,8 @@ Tensor row_base_of(const Plan& p) {
 }
 
 // A token has an attended key iff its combined logsumexp is above the hard-mask level.
-Tensor has_key(const Plan& p, const Tensor& lse_total) {
-  return gt(lse_total, p.masked_penalty / 2);
+Tensor has_key(const Plan& p, const Tensor& max_logit, const Tensor& log_denom) {
+  return gt(add(max_logit, log_denom), p.masked_penalty / 2);
 }
 
 std::vector<Tensor> forward(const Plan& p, FunctionContext& ctx, std::span<const Tensor> in) {
@@ -174,20 +163,24 @@ std::vector<Tensor> forward(const Plan& p, FunctionContext& ctx, std::span<const
   const int64_t BH = p.batch_heads, Lp = p.length, c = p.chunk_len, d = q.size(-1);
   const TensorOptions opts = options_of(q);
   const Tensor row_base = row_base_of(p);
-  Tensor acc, run_max, denom;  // online softmax over rounds, per token
-  Tensor o_round, lse_round;   // the current round's outputs in slot order
+  // Online softmax over rounds, per token, kept as (max logit, denominator): the max is one of the
+  // logits itself, so backward's logit - max is exact even near the -1e5 self penalty, where f32
+  // rounds any logsumexp to 1/128.
+  Tensor acc, run_max, denom;
+  Tensor o_round, max_round, z_round;  // the current round's per-row values in slot order
   auto combine_round = [&](int64_t r) {
     Tensor inv_rows = add(p.inv.select(1, r), row_base).reshape({-1});
     Tensor o = index_select(o_round.view({BH * Lp, d}), 0, inv_rows).view({BH, Lp, d});
-    Tensor lse = index_select(lse_round.view({BH * Lp}), 0, inv_rows).view({BH, Lp, 1});
+    Tensor mx = index_select(max_round.view({BH * Lp}), 0, inv_rows).view({BH, Lp, 1});
+    Tensor z = index_select(z_round.view({BH * Lp}), 0, inv_rows).view({BH, Lp, 1});
     if (r == 0) {
-      acc = o;
-      run_max = lse;
-      denom = ones_like(lse);
+      acc = mul(o, z);
+      run_max = mx;
+      denom = z;
       return;
     }
-    Tensor new_max = maximum(run_max, lse);
-    Tensor old_scale = exp(sub(run_max, new_max)), new_scale = exp(sub(lse, new_max));
+    Tensor new_max = maximum(run_max, mx);
+    Tensor old_scale = exp(sub(run_max, new_max)), new_scale = mul(exp(sub(mx, new_max)), z);
     acc = add(mul(acc, old_scale), mul(o, new_scale));
     denom = add(mul(denom, old_scale), new_scale);
     run_max = new_max;
@@ -198,35 +191,37 @@ std::vector<Tensor> forward(const Plan& p, FunctionContext& ctx, std::span<const
       if (round >= 0) combine_round(round);
       round = b.round;
       o_round = empty({BH, Lp, d}, opts);
-      lse_round = empty({BH, Lp}, opts);
+      max_round = empty({BH, Lp}, opts);
+      z_round = empty({BH, Lp}, opts);
     }
     BlockScores s = block_scores(p, b, q, k, v);
     BlockProbs pr = block_probs(p, s.logits, dropout_state);
     Tensor o = matmul(pr.dropped, s.vw);
     copy_(o_round.narrow(1, b.first * c, b.count * c), o.view({BH, b.count * c, d}));
-    copy_(lse_round.narrow(1, b.first * c, b.count * c), pr.lse.view({BH, b.count * c}));
+    copy_(max_round.narrow(1, b.first * c, b.count * c), pr.row_max.view({BH, b.count * c}));
+    copy_(z_round.narrow(1, b.first * c, b.count * c), pr.z.view({BH, b.count * c}));
   });
   combine_round(round);
-  Tensor lse_total = add(run_max, log(denom));  // [BH, Lp, 1]
-  Tensor out = where(has_key(p, lse_total), div(acc, denom), 0.0);
-  ctx.save_for_backward({q, k, v, out, lse_total});
+  Tensor log_denom = log(denom);  // [BH, Lp, 1]
+  Tensor out = where(has_key(p, run_max, log_denom), div(acc, denom), 0.0);
+  ctx.save_for_backward({q, k, v, out, run_max, log_denom});
   return {out};
 }
 
 std::vector<Tensor> backward(const Plan& p, FunctionContext& ctx, std::span<const Tensor> grads) {
   const Tensor &q = ctx.saved(0), &k = ctx.saved(1), &v = ctx.saved(2);
-  const Tensor &out = ctx.saved(3), &lse_total = ctx.saved(4);
+  const Tensor &out = ctx.saved(3), &max_logit = ctx.saved(4), &log_denom = ctx.saved(5);
   const int64_t BH = p.batch_heads, Lp = p.length, c = p.chunk_len, d = q.size(-1);
   const int64_t rows = BH * Lp;
   const TensorOptions opts = options_of(q);
   const Tensor row_base = row_base_of(p);
   // Tokens without any attended key have a constant (zero) output.
-  Tensor dout = where(has_key(p, lse_total), grads[0], 0.0).contiguous();
+  Tensor dout = where(has_key(p, max_logit, log_denom), grads[0], 0.0).contiguous();
   // dout . out per token: the part of each round's logsumexp gradient shared by all rounds.
   Tensor dout_out = sum(mul(dout, out), {-1}, true);
   Tensor dq = zeros({rows, d}, opts), dk = zeros({rows, d}, opts), dv = zeros({rows, d}, opts);
   Backend& backend = backend_for(q.device());
-  Tensor g_sorted, dd_sorted, lse_sorted;  // per-token values in the current round's slot order
+  Tensor g_sorted, dd_sorted, max_sorted, ld_sorted;  // per-token values in the round's slot order
   int64_t round = -1;
   for_each_block(p, row_base, [&](const Block& b, PhiloxState dropout_state) {
     if (b.round != round) {
@@ -234,7 +229,8 @@ std::vector<Tensor> backward(const Plan& p, FunctionContext& ctx, std::span<cons
       Tensor perm_rows = add(p.perm.narrow(1, round * Lp, Lp), row_base).reshape({-1});
       g_sorted = index_select(dout.view({rows, d}), 0, perm_rows).view({BH, Lp, d});
       dd_sorted = index_select(dout_out.view({rows}), 0, perm_rows).view({BH, Lp});
-      lse_sorted = index_select(lse_total.view({rows}), 0, perm_rows).view({BH, Lp});
+      max_sorted = index_select(max_logit.view({rows}), 0, perm_rows).view({BH, Lp});
+      ld_sorted = index_select(log_denom.view({rows}), 0, perm_rows).view({BH, Lp});
     }
     const int64_t m = b.count;
     BlockScores s = block_scores(p, b, q, k, v);
@@ -242,10 +238,11 @@ std::vector<Tensor> backward(const Plan& p, FunctionContext& ctx, std::span<cons
     Tensor o = matmul(pr.dropped, s.vw);  // this round's output of the block's queries
     Tensor g = g_sorted.narrow(1, b.first * c, m * c).view({BH, m, c, d});
     Tensor dd = dd_sorted.narrow(1, b.first * c, m * c).view({BH, m, c, 1});
-    Tensor total = lse_sorted.narrow(1, b.first * c, m * c).view({BH, m, c, 1});
+    Tensor total_max = max_sorted.narrow(1, b.first * c, m * c).view({BH, m, c, 1});
+    Tensor total_ld = ld_sorted.narrow(1, b.first * c, m * c).view({BH, m, c, 1});
     // out = sum_r w_r o_r with w_r = exp(lse_r - lse_total): d o_r = w_r dout and
     // d lse_r = w_r (dout . o_r - dout . out).
-    Tensor w = exp(sub(pr.lse, total));
+    Tensor w = exp(sub(add(sub(pr.row_max, total_max), log(pr.z)), total_ld));
     Tensor d_o = mul(g, w);
     Tensor d_lse = mul(w, sub(sum(mul(g, o), {-1}, true), dd));
     Tensor dvw = matmul(pr.dropped.mT(), d_o);
@@ -264,16 +261,43 @@ std::vector<Tensor> backward(const Plan& p, FunctionContext& ctx, std::span<cons
   return {dq.view({BH, Lp, d}), dk.view({BH, Lp, d}), dv.view({BH, Lp, d})};
 }
 
+thread_local ChunkAttentionKernel current_kernel = ChunkAttentionKernel::automatic;
+
+// What forward leaves for backward besides the saved tensors: which implementation ran.
+struct UsedCpuKernel {};
+
 }  // namespace
+
+ChunkAttentionKernelScope::ChunkAttentionKernelScope(ChunkAttentionKernel kernel)
+    : previous_(current_kernel) {
+  current_kernel = kernel;
+}
+ChunkAttentionKernelScope::~ChunkAttentionKernelScope() { current_kernel = previous_; }
+ChunkAttentionKernel current_chunk_attention_kernel() { return current_kernel; }
 
 Tensor chunk_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                        std::shared_ptr<const ChunkAttentionPlan> plan) {
+  const bool fused = current_kernel == ChunkAttentionKernel::automatic && cpu_kernel::applies(q);
   const CustomFunction function{
       .name = "lsh_attention",
-      .forward = [plan](FunctionContext& ctx,
-                        std::span<const Tensor> in) { return forward(*plan, ctx, in); },
+      .forward =
+          [plan, fused](FunctionContext& ctx, std::span<const Tensor> in) {
+            if (!fused) return forward(*plan, ctx, in);
+            const Tensor q = in[0].contiguous(), k = in[1].contiguous(), v = in[2].contiguous();
+            cpu_kernel::ForwardResult r = cpu_kernel::forward(*plan, q, k, v);
+            ctx.save_for_backward({q, k, v, r.out, r.max_logit, r.log_denom});
+            ctx.state = UsedCpuKernel{};
+            return std::vector<Tensor>{r.out};
+          },
       .backward = [plan](FunctionContext& ctx,
-                         std::span<const Tensor> grads) { return backward(*plan, ctx, grads); },
+                         std::span<const Tensor> grads) -> std::vector<Tensor> {
+        if (!ctx.state.has_value()) return backward(*plan, ctx, grads);
+        const cpu_kernel::ForwardResult saved{
+            .out = ctx.saved(3), .max_logit = ctx.saved(4), .log_denom = ctx.saved(5)};
+        auto [dq, dk, dv] =
+            cpu_kernel::backward(*plan, ctx.saved(0), ctx.saved(1), ctx.saved(2), saved, grads[0]);
+        return {dq, dk, dv};
+      },
   };
   return function.apply1({q, k, v});
 }

@@ -3,9 +3,20 @@
 // rw::CustomFunction. Not a user API: lsh_attention builds the plan (sort permutations, masks) and
 // calls it.
 //
+// Two implementations compute the same function:
+// - the op path (chunk_attention.cpp): every step an rw op, so it runs on any device; it is the
+//   reference;
+// - the fused CPU kernel (chunk_attention_cpu.h), used for CPU tensors: the per-block matmuls
+//   still go through rw::matmul (oneDNN), but gathering a block's rows, the masks, the softmax and
+//   the round combination (and in backward the softmax gradient and the scatter of the row
+//   gradients) are single OpenMP passes over raw data instead of a dozen elementwise ops each.
+// ChunkAttentionKernelScope forces the op path (tests compare the two).
+//
 // Memory: forward processes blocks of chunks (at most kChunkBlockElements scores at a time) with
-// batched matmuls and keeps only its inputs (q, k, v), the output and a per-token logsumexp;
-// backward recomputes each block's scores and probabilities (FlashAttention style). Everything
+// batched matmuls and keeps only its inputs (q, k, v), the output and per token its largest logit
+// and log-denominator over all rounds (their sum is its logsumexp; kept apart so that backward's
+// logit - max is exact even near the -1e5 self penalty, where f32 spacing is 1/128); backward
+// recomputes each block's scores and probabilities (FlashAttention style). Everything
 // kept is linear in L; the transient per-block tensors are bounded.
 #include <cstdint>
 #include <memory>
@@ -15,8 +26,9 @@
 
 namespace rw::reformer {
 
-// Scores per block of chunks, summed over batch and heads (4 MB of f32).
-inline constexpr int64_t kChunkBlockElements = int64_t{1} << 20;
+// Scores per block of chunks, summed over batch and heads (1 MB of f32: a block's scores stay in
+// the L2 cache between the matmul that writes them and the pass that reads them).
+inline constexpr int64_t kChunkBlockElements = int64_t{1} << 18;
 
 // Everything about one call that is not differentiable. Index tensors are i64 on the inputs'
 // device; "token" means a position in [0, Lp) of the padded sequence, "slot" a position in the
@@ -45,6 +57,25 @@ struct ChunkAttentionPlan {
       token_chunk;  // [BH * Lp, n_hashes]: ticker chunk of each token per round (count_duplicates)
   Tensor token_bucket;  // [BH * Lp, n_hashes]: bucket of each token per round (count_duplicates)
 };
+
+enum class ChunkAttentionKernel {
+  automatic,  // the fused CPU kernel for CPU f32/f64 tensors, the op path otherwise
+  ops,        // always the op path
+};
+
+// Selects the implementation for chunk_attention calls made on this thread while it lives (the
+// backward of a call uses the implementation its forward used). Nests; restores on destruction.
+class ChunkAttentionKernelScope {
+ public:
+  explicit ChunkAttentionKernelScope(ChunkAttentionKernel kernel);
+  ~ChunkAttentionKernelScope();
+  ChunkAttentionKernelScope(const ChunkAttentionKernelScope&) = delete;
+  ChunkAttentionKernelScope& operator=(const ChunkAttentionKernelScope&) = delete;
+
+ private:
+  ChunkAttentionKernel previous_;
+};
+ChunkAttentionKernel current_chunk_attention_kernel();
 
 // q (already scaled), k (unit keys), v: [BH, Lp, d] -> [BH, Lp, d], differentiable in all three.
 Tensor chunk_attention(const Tensor& q, const Tensor& k, const Tensor& v,

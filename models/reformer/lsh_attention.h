@@ -33,7 +33,7 @@
 // Cost: O(n_hashes L (chunks_before + 1 + chunks_after) chunk_len d) time; memory linear in L.
 // No L x L (or L x n_buckets) tensor is ever built: the chunk attention is one custom function
 // whose forward processes blocks of chunks with batched matmuls and saves only its inputs, the
-// output and a per-token logsumexp; backward recomputes each block's scores (FlashAttention style).
+// output and two numbers per token; backward recomputes each block's scores (FlashAttention style).
 // Gradients flow to qk (through both the queries and the keys) and v; none into the hashing.
 #include <cstdint>
 #include <optional>

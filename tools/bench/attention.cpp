@@ -1,0 +1,248 @@
+// `rewind-bench attention`: time and peak memory (the allocator's counter) of one forward +
+// backward of one self-attention layer, projections included, against the sequence length: full
+// attention (rw::nn::MultiHeadAttention, shared-QK) against LSH attention
+// (rw::reformer::LSHSelfAttention) with 1, 2, 4, 8 hash rounds, plus the scaling exponent of each
+// series (the least-squares slope of log time against log length). The Reformer's Fig. 5 and the
+// speed targets of issue 5 are stated in these terms.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "autograd/tape.h"
+#include "core/allocator.h"
+#include "core/generator_scope.h"
+#include "core/ops.h"
+#include "models/reformer/lsh_self_attention.h"
+#include "nn/attention.h"
+#include "registry.h"
+
+namespace rw::bench {
+namespace {
+
+struct AttentionOptions {
+  std::vector<std::string> kinds = {"full", "lsh"};
+  std::vector<int64_t> lengths = {1024, 2048, 4096, 8192, 16384, 32768, 65536};
+  std::vector<int64_t> hashes = {1, 2, 4, 8};
+  int64_t d_model = 256;
+  int64_t heads = 4;
+  int64_t chunk = 64;
+  bool causal = true;
+  int64_t reps = 1;  // timed runs per row (the best counts)
+  // Full attention rows whose L x L score tensors (scores, probabilities and their gradient, per
+  // head) would exceed this are skipped.
+  double full_memory_cap_gb = 8;
+  // After the last length, keep doubling up to this length while the projected peak (twice the
+  // last one) stays under --memory-cap-gb; 0 = only the listed lengths.
+  int64_t extend_to = 0;
+  double memory_cap_gb = 16;
+  double fit_from = 4096;  // the second exponent fits only lengths >= this
+};
+
+struct Measurement {
+  double seconds = 1e300;
+  int64_t peak = 0;  // bytes above what was live before the run (parameters, input)
+};
+
+// One forward + backward of `layer` on a fresh [1, L, d_model] input, `reps` times.
+Measurement measure(nn::Module& layer, int64_t length, int64_t d_model, int64_t reps) {
+  Generator data(2);
+  Tensor x = randn({1, length, d_model}, data).requires_grad_();
+  Generator cot_gen(3);
+  Tensor cotangent = randn({1, length, d_model}, cot_gen);
+  Measurement m;
+  Generator layer_rng(4);
+  GeneratorScope scope(layer_rng);  // LSH rotations are drawn from the current generator
+  auto run_once = [&] {
+    layer.zero_grad();
+    x.zero_grad();
+    current_tape().sweep();
+    const int64_t before = memory_stats().allocated_bytes;
+    reset_peak_memory();
+    const auto t0 = std::chrono::steady_clock::now();
+    {
+      Tensor y = layer.forward(x);
+      backward(y, cotangent);
+    }
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    m.seconds = std::min(m.seconds, s);
+    m.peak = std::max(m.peak, memory_stats().peak_allocated_bytes - before);
+  };
+  // A warm-up run (oneDNN primitives, allocator pools) where it is cheap next to the timing.
+  run_once();
+  const double first = m.seconds;
+  if (first < 1.0) m.seconds = 1e300;
+  for (int64_t rep = first < 1.0 ? 0 : 1; rep < reps; ++rep) run_once();
+  return m;
+}
+
+std::shared_ptr<nn::Module> make_layer(const std::string& kind, int64_t n_hashes,
+                                       const AttentionOptions& o) {
+  Generator init(1);
+  if (kind == "full") {
+    return std::make_shared<nn::MultiHeadAttention>(
+        o.d_model, o.heads,
+        nn::MultiHeadAttentionOptions{.causal = o.causal, .shared_qk = true, .bias = false}, init);
+  }
+  return std::make_shared<reformer::LSHSelfAttention>(
+      o.d_model, o.heads,
+      reformer::LSHSelfAttentionOptions{
+          .lsh = {.chunk_len = o.chunk, .n_hashes = n_hashes, .causal = o.causal}},
+      init);
+}
+
+// Least-squares slope of log(seconds) against log(length).
+double fitted_exponent(const std::vector<std::pair<int64_t, double>>& points) {
+  const auto n = static_cast<double>(points.size());
+  double sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (auto [length, seconds] : points) {
+    const double x = std::log(static_cast<double>(length)), y = std::log(seconds);
+    sx += x;
+    sy += y;
+    sxx += x * x;
+    sxy += x * y;
+  }
+  return (n * sxy - sx * sy) / (n * sxx - sx * sx);
+}
+
+std::string exponent_cell(const std::vector<std::pair<int64_t, double>>& points) {
+  return points.size() < 2 ? std::string("-") : fmt::format("{:.2f}", fitted_exponent(points));
+}
+
+std::vector<Table> run(const AttentionOptions& o) {
+  Table rows;
+  rows.title = fmt::format(
+      "Forward + backward of one self-attention layer against L (batch 1, d_model {}, {} heads, "
+      "chunk {}, {}, f32)",
+      o.d_model, o.heads, o.chunk, o.causal ? "causal" : "not causal");
+  rows.columns = {"kind", "length", "hashes", "fwd_bwd_s", "peak_bytes", "peak_MB", "tokens_per_s"};
+  Table fits;
+  fits.title = "Scaling exponent of the time in L (least-squares slope of log time vs log L)";
+  fits.columns = {"kind", "hashes", "lengths", "exponent", "lengths_fit_from", "exponent_from"};
+  const double cap = o.memory_cap_gb * 1e9;
+  for (const std::string& kind : o.kinds) {
+    const std::vector<int64_t> series = kind == "full" ? std::vector<int64_t>{0} : o.hashes;
+    for (int64_t n_hashes : series) {
+      std::vector<int64_t> lengths = o.lengths;
+      std::vector<std::pair<int64_t, double>> points;
+      int64_t last_peak = 0;
+      for (std::size_t i = 0; i < lengths.size(); ++i) {
+        const int64_t L = lengths[i];
+        const double lxl_bytes = 3.0 * static_cast<double>(o.heads) * static_cast<double>(L) *
+                                 static_cast<double>(L) * 4;
+        if (kind == "full" && lxl_bytes > o.full_memory_cap_gb * 1e9) {
+          std::fprintf(stderr, "attention: full, L %ld skipped (L x L scores ~%.1f GB > cap)\n",
+                       static_cast<long>(L), lxl_bytes / 1e9);
+          continue;
+        }
+        std::fprintf(stderr, "attention: %s, L %ld, hashes %ld\n", kind.c_str(),
+                     static_cast<long>(L), static_cast<long>(n_hashes));
+        auto layer = make_layer(kind, n_hashes, o);
+        const Measurement m = measure(*layer, L, o.d_model, o.reps);
+        points.emplace_back(L, m.seconds);
+        last_peak = m.peak;
+        rows.rows.push_back({kind, std::to_string(L),
+                             kind == "full" ? "-" : std::to_string(n_hashes),
+                             fmt::format("{:.4f}", m.seconds), std::to_string(m.peak),
+                             fmt::format("{:.1f}", static_cast<double>(m.peak) / 1e6),
+                             fmt::format("{:.0f}", static_cast<double>(L) / m.seconds)});
+        const bool last = i + 1 == lengths.size();
+        if (last && kind == "lsh" && 2 * L <= o.extend_to &&
+            2.0 * static_cast<double>(last_peak) <= cap) {
+          lengths.push_back(2 * L);
+        }
+      }
+      std::vector<std::pair<int64_t, double>> tail;
+      for (auto pt : points) {
+        if (static_cast<double>(pt.first) >= o.fit_from) tail.push_back(pt);
+      }
+      auto span = [](const std::vector<std::pair<int64_t, double>>& pts) {
+        return pts.empty() ? std::string("-")
+                           : fmt::format("{}..{}", pts.front().first, pts.back().first);
+      };
+      fits.rows.push_back({kind, kind == "full" ? "-" : std::to_string(n_hashes), span(points),
+                           exponent_cell(points), span(tail), exponent_cell(tail)});
+    }
+  }
+  rows.notes = {
+      "One layer, projections included: full = rw::nn::MultiHeadAttention (shared-QK, no "
+      "biases), lsh = rw::reformer::LSHSelfAttention (shared-QK, default n_buckets ~ 2L/chunk, "
+      "one chunk of look-back).",
+      "fwd_bwd_s: forward plus backward of sum(y * cotangent) w.r.t. the input and the weights, "
+      "best of the timed runs; a warm-up run precedes them when it takes under 1 s.",
+      "peak_bytes: the allocator's peak during one forward + backward, above what was live "
+      "before (parameters and input).",
+      fmt::format("Full attention is skipped where its L x L scores (3 x heads x L^2 x 4 bytes) "
+                  "would exceed {} GB.",
+                  o.full_memory_cap_gb)};
+  fits.notes = {
+      "exponent: slope over every measured length of the series; exponent_from: over lengths "
+      ">= lengths_fit_from only, where fixed per-call costs no longer dominate."};
+  return {rows, fits};
+}
+
+RunFn setup(CLI::App& cmd) {
+  auto opt = std::make_shared<AttentionOptions>();
+  auto kind = std::make_shared<std::string>("both");
+  cmd.add_option("--kind", *kind, "attention kinds to measure")
+      ->check(CLI::IsMember({"full", "lsh", "both"}))
+      ->capture_default_str();
+  cmd.add_option("--lengths", opt->lengths, "sequence lengths")
+      ->delimiter(',')
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd.add_option("--hashes", opt->hashes, "LSH hash rounds, one series each")
+      ->delimiter(',')
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd.add_option("--d-model", opt->d_model, "model width")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd.add_option("--heads", opt->heads, "attention heads (must divide d_model)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd.add_option("--chunk", opt->chunk, "LSH chunk length")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd.add_flag("--causal,!--no-causal", opt->causal, "causal masking (default on)")
+      ->capture_default_str();
+  cmd.add_option("--reps", opt->reps, "timed runs per row (the best counts)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd.add_option("--full-memory-cap-gb", opt->full_memory_cap_gb,
+                 "skip full attention where its L x L scores would exceed this many GB")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd.add_option("--extend-to", opt->extend_to,
+                 "LSH: after the last length, keep doubling up to this length while twice the "
+                 "last peak fits under --memory-cap-gb (0: off)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd.add_option("--memory-cap-gb", opt->memory_cap_gb, "memory cap of --extend-to")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd.add_option("--fit-from", opt->fit_from, "second exponent: only lengths >= this")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  return [opt, kind] {
+    AttentionOptions o = *opt;
+    if (*kind != "both") o.kinds = {*kind};
+    std::sort(o.lengths.begin(), o.lengths.end());
+    return run(o);
+  };
+}
+
+const bool registered = register_subcommand(
+    {"attention",
+     "time and peak memory of one attention layer's forward + backward against L: full "
+     "attention vs LSH with 1/2/4/8 hashes, with fitted scaling exponents",
+     setup});
+
+}  // namespace
+}  // namespace rw::bench
