@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "autograd/tape.h"
 #include "core/ops.h"
 
 namespace rw::nn {
@@ -173,6 +174,71 @@ Tensor MultiHeadAttention::forward(const Tensor& x, const Tensor& key_padding_ma
 AttentionResult MultiHeadAttention::forward_with_weights(const Tensor& x,
                                                          const Tensor& key_padding_mask) {
   return run(x, key_padding_mask, true);
+}
+
+// --- incremental decoding ------------------------------------------------------------------------
+
+Tensor MultiHeadAttention::forward_cached(const Tensor& x, KeyValueCache& cache, int64_t capacity) {
+  NoGradGuard no_grad;  // inference only: the caches are filled in place
+  RW_CHECK(options_.causal,
+           "MultiHeadAttention: forward_cached needs a causal module (without causal masking a new "
+           "position would change the outputs of earlier ones)");
+  RW_CHECK(x.defined() && x.dim() == 3 && x.size(2) == d_model_ && x.size(1) >= 1 &&
+               is_floating(x.dtype()),
+           "MultiHeadAttention: forward_cached expects floating x of shape [batch, length >= 1, "
+           "{}], got {}",
+           d_model_,
+           x.defined() ? fmt::format("{} {}", x.dtype(), x.shape()) : std::string("undefined"));
+  const int64_t B = x.size(0), T = x.size(1), start = cache.length, total = start + T;
+  if (!cache.keys.defined()) {
+    RW_CHECK(capacity >= T,
+             "MultiHeadAttention: forward_cached capacity {} is below the {} "
+             "positions of the first call",
+             capacity, T);
+    const TensorOptions opts = options_of(x);
+    cache.keys = empty({B, n_heads_, capacity, d_head_}, opts);
+    cache.values = empty({B, n_heads_, capacity, d_head_}, opts);
+    cache.length = 0;
+  }
+  RW_CHECK(
+      cache.keys.size(0) == B && cache.keys.dtype() == x.dtype() &&
+          cache.keys.device() == x.device(),
+      "MultiHeadAttention: forward_cached got x {} {} on {} but the cache holds batch {} of {} "
+      "on {}",
+      x.dtype(), x.shape(), x.device(), cache.keys.size(0), cache.keys.dtype(),
+      cache.keys.device());
+  RW_CHECK(total <= cache.keys.size(2),
+           "MultiHeadAttention: forward_cached would hold {} positions, over its capacity {}",
+           total, cache.keys.size(2));
+
+  auto [q, k, v] = project(x);
+  copy_(cache.keys.narrow(2, start, T), k);
+  copy_(cache.values.narrow(2, start, T), v);
+  cache.length = total;
+  Tensor keys = cache.keys.narrow(2, 0, total), values = cache.values.narrow(2, 0, total);
+
+  Tensor probs;
+  if (start == 0) {
+    // The first call is exactly forward()'s computation.
+    probs = attention_weights(q, keys, {.causal = true, .mask_self = options_.shared_qk});
+  } else {
+    Tensor logits = mul(matmul(q, keys.mT()), 1.0 / std::sqrt(static_cast<double>(d_head_)));
+    if (T > 1 || options_.shared_qk) {
+      // Query i sits at position start + i: keys after it are hard-masked, its own is penalised.
+      const TensorOptions i64{.dtype = DType::i64, .device = x.device()};
+      Tensor qpos = add(arange(T, i64), start).reshape({T, 1});
+      Tensor kpos = arange(total, i64).reshape({1, total});
+      const AttentionPenalties penalty = attention_penalties(logits.dtype());
+      Tensor soft = zeros({}, options_of(logits));
+      if (options_.shared_qk)
+        soft = where(eq(kpos, qpos), full({}, penalty.self, options_of(logits)), 0.0);
+      logits = add(logits, where(le(kpos, qpos), soft, penalty.masked));
+    }
+    probs = softmax(logits, -1);
+  }
+  Tensor heads = matmul(probs, values);  // [B, n_heads, T, d_head]
+  Tensor merged = heads.transpose(1, 2).reshape({B, T, n_heads_ * d_head_});
+  return linear(merged, w_o, b_o);
 }
 
 }  // namespace rw::nn

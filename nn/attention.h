@@ -54,6 +54,15 @@ struct MultiHeadAttentionOptions {
   int64_t d_head = 0;  // 0: d_model / n_heads (which must divide)
 };
 
+// The keys and values of the positions a causal MultiHeadAttention has seen so far, for
+// autoregressive decoding (MultiHeadAttention::forward_cached). Buffers are allocated for
+// `capacity` positions at the first call and filled in place, so a step copies only its own row.
+struct KeyValueCache {
+  Tensor keys;         // [B, n_heads, capacity, d_head]; with shared_qk the unit-normalised qk
+  Tensor values;       // [B, n_heads, capacity, d_head]
+  int64_t length = 0;  // positions held: [0, length)
+};
+
 // What forward_with_weights returns.
 struct AttentionResult {
   Tensor output;   // [B, L, d_model]
@@ -82,6 +91,15 @@ class MultiHeadAttention : public Module {
   // key_padding_mask: optional bool [B, L], true = real token (padding keys are never attended).
   Tensor forward(const Tensor& x, const Tensor& key_padding_mask);
   AttentionResult forward_with_weights(const Tensor& x, const Tensor& key_padding_mask = {});
+
+  // Incremental causal decoding: x [B, T, d_model] holds positions cache.length ..
+  // cache.length + T - 1 of one sequence; their queries attend to every cached key and to their
+  // own (causal, with the shared-QK self penalty), and their keys and values are appended to the
+  // cache (allocated for `capacity` positions by the first call). Returns [B, T, d_model], equal
+  // to the last T rows of forward() over the whole sequence up to float round-off. Needs a causal
+  // module (later positions would change earlier outputs otherwise); inference only: no dropout,
+  // no padding mask, no gradient.
+  Tensor forward_cached(const Tensor& x, KeyValueCache& cache, int64_t capacity);
 
   int64_t d_model() const { return d_model_; }
   int64_t n_heads() const { return n_heads_; }

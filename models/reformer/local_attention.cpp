@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "autograd/function.h"
+#include "autograd/tape.h"
 #include "core/ops.h"
 #include "nn/attention.h"
 #include "nn/attention_mask.h"
@@ -338,6 +339,97 @@ Tensor LocalSelfAttention::forward(const Tensor& x, const Tensor& key_padding_ma
   }
   Tensor merged = attended.transpose(1, 2).reshape({B, L, n_heads_ * d_head_});
   return linear(merged, w_o, b_o);
+}
+
+// --- incremental decoding
+// ---------------------------------------------------------------------------
+
+LocalSelfAttention::Projected LocalSelfAttention::project(const Tensor& x) const {
+  const int64_t B = x.size(0), L = x.size(1);
+  auto heads = [&](const Tensor& t) {
+    return t.reshape({B, L, n_heads_, d_head_}).transpose(1, 2);
+  };
+  if (options_.shared_qk) {
+    Tensor qk = heads(linear(x, w_qk, b_qk));
+    return {qk, nn::unit_normalize(qk), heads(linear(x, w_v, b_v))};
+  }
+  return {heads(linear(x, w_q, b_q)), heads(linear(x, w_k, b_k)), heads(linear(x, w_v, b_v))};
+}
+
+Tensor LocalSelfAttention::forward_cached(const Tensor& x, LocalKeyValueCache& cache) {
+  NoGradGuard no_grad;  // inference only: the caches are filled in place
+  RW_CHECK(options_.causal,
+           "LocalSelfAttention: forward_cached needs a causal module (without causal masking a new "
+           "position would change the outputs of earlier ones)");
+  RW_CHECK(x.defined() && x.dim() == 3 && x.size(2) == d_model_ && x.size(1) >= 1 &&
+               is_floating(x.dtype()),
+           "LocalSelfAttention: forward_cached expects floating x of shape [batch, length >= 1, "
+           "{}], got {}",
+           d_model_,
+           x.defined() ? fmt::format("{} {}", x.dtype(), x.shape()) : std::string("undefined"));
+  const int64_t B = x.size(0), T = x.size(1), c = options_.chunk_len;
+  const int64_t capacity = (options_.chunks_before + 2) * c;
+  // The first position the query at t may attend to.
+  auto window_start = [&](int64_t t) {
+    return std::max<int64_t>(0, (t / c - options_.chunks_before) * c);
+  };
+  Projected p = project(x);
+  if (cache.length == 0) {
+    // The prompt: exactly forward()'s computation; keep what the next query can attend to.
+    LocalAttentionOptions opt{.chunk_len = c,
+                              .chunks_before = options_.chunks_before,
+                              .chunks_after = options_.chunks_after,
+                              .causal = true,
+                              .shared_qk = options_.shared_qk};
+    Tensor attended = options_.shared_qk ? local_attention(p.q, p.q, p.v, opt)
+                                         : local_attention(p.q, p.k, p.v, opt);
+    const TensorOptions opts = options_of(p.k);
+    cache.keys = empty({B, n_heads_, capacity, d_head_}, opts);
+    cache.values = empty({B, n_heads_, capacity, d_head_}, opts);
+    cache.start = window_start(T);
+    cache.held = T - cache.start;
+    cache.length = T;
+    copy_(cache.keys.narrow(2, 0, cache.held), p.k.narrow(2, cache.start, cache.held));
+    copy_(cache.values.narrow(2, 0, cache.held), p.v.narrow(2, cache.start, cache.held));
+    return linear(attended.transpose(1, 2).reshape({B, T, n_heads_ * d_head_}), w_o, b_o);
+  }
+  RW_CHECK(T == 1,
+           "LocalSelfAttention: after the prompt, forward_cached takes one position at a time, got "
+           "x of shape {}",
+           x.shape());
+  RW_CHECK(
+      cache.keys.size(0) == B && cache.keys.dtype() == x.dtype() &&
+          cache.keys.device() == x.device(),
+      "LocalSelfAttention: forward_cached got x {} {} on {} but the cache holds batch {} of {} "
+      "on {}",
+      x.dtype(), x.shape(), x.device(), cache.keys.size(0), cache.keys.dtype(),
+      cache.keys.device());
+  const int64_t t = cache.length;
+  if (cache.held == capacity) {
+    // Full: drop the oldest chunk (the query at t no longer reaches it). Copied through a
+    // temporary since source and destination overlap; once per chunk_len steps.
+    for (Tensor* buffer : {&cache.keys, &cache.values}) {
+      copy_(buffer->narrow(2, 0, capacity - c), buffer->narrow(2, c, capacity - c).clone());
+    }
+    cache.start += c;
+    cache.held -= c;
+  }
+  copy_(cache.keys.narrow(2, cache.held, 1), p.k);
+  copy_(cache.values.narrow(2, cache.held, 1), p.v);
+  ++cache.held;
+  ++cache.length;
+  const int64_t first = window_start(t) - cache.start, count = t - window_start(t) + 1;
+  Tensor keys = cache.keys.narrow(2, first, count), values = cache.values.narrow(2, first, count);
+  // Every key in the window is at or before t; with shared QK the last one is t itself.
+  Tensor logits = matmul(mul(p.q, 1.0 / std::sqrt(static_cast<double>(d_head_))), keys.mT());
+  if (options_.shared_qk) {
+    const nn::AttentionPenalties penalty = nn::attention_penalties(logits.dtype());
+    Tensor own = eq(arange(count, {.dtype = DType::i64, .device = x.device()}),
+                    static_cast<double>(count - 1));
+    logits = add(logits, where(own, full({}, penalty.self, options_of(logits)), 0.0));
+  }
+  Tensor attended = matmul(softmax(logits, -1), values);  // [B, n_heads, 1, d_head]
+  return linear(attended.transpose(1, 2).reshape({B, 1, n_heads_ * d_head_}), w_o, b_o);
 }
 
 }  // namespace rw::reformer

@@ -67,6 +67,19 @@ struct LocalSelfAttentionOptions {
   int64_t d_head = 0;      // 0: d_model / n_heads (which must divide)
 };
 
+// What a causal LocalSelfAttention keeps for autoregressive decoding: the keys and values of the
+// positions the next query can still attend to. The query at position t attends to the chunks
+// t / chunk_len - chunks_before .. t / chunk_len (chunks counted from position 0, as
+// local_attention), so a buffer of (chunks_before + 2) chunks suffices: when it is full its oldest
+// chunk (no longer attendable) is dropped. Memory is bounded by the window, not the sequence.
+struct LocalKeyValueCache {
+  Tensor keys;    // [B, n_heads, (chunks_before + 2) * chunk_len, d_head] (shared_qk: unit keys)
+  Tensor values;  // the same shape
+  int64_t start = 0;   // the original position of the buffer's row 0 (a multiple of chunk_len)
+  int64_t held = 0;    // rows in use: positions [start, start + held)
+  int64_t length = 0;  // positions seen so far
+};
+
 // Multi-head local self-attention: x [B, L, d_model] -> [B, L, d_model]. Parameters, their names,
 // shapes and initialisation are those of rw::nn::MultiHeadAttention with separate projections
 //   separate: w_q, b_q, w_k, b_k, w_v, b_v, w_o, b_o   shared_qk: w_qk, b_qk, w_v, b_v, w_o, b_o
@@ -84,6 +97,13 @@ class LocalSelfAttention : public nn::Module {
   // key_padding_mask: optional bool [B, L], true = real token.
   Tensor forward(const Tensor& x, const Tensor& key_padding_mask);
 
+  // Incremental causal decoding. The first call (an empty cache) takes the whole prompt x [B, P,
+  // d_model] and returns forward(x); every later call takes the next position, x [B, 1, d_model],
+  // and returns its output [B, 1, d_model] (equal, up to float round-off, to the last row of
+  // forward() over the whole sequence). Needs a causal module; inference only (no dropout, no
+  // gradient).
+  Tensor forward_cached(const Tensor& x, LocalKeyValueCache& cache);
+
   int64_t d_model() const { return d_model_; }
   int64_t n_heads() const { return n_heads_; }
   int64_t d_head() const { return d_head_; }
@@ -94,6 +114,12 @@ class LocalSelfAttention : public nn::Module {
  private:
   int64_t d_model_, n_heads_, d_head_;
   LocalSelfAttentionOptions options_;
+  // [B, L, d_model] -> [B, n_heads, L, d_head] queries, keys (unit keys with shared_qk) and
+  // values.
+  struct Projected {
+    Tensor q, k, v;
+  };
+  Projected project(const Tensor& x) const;
 };
 
 }  // namespace rw::reformer

@@ -22,11 +22,13 @@
 // inner = n_heads * d_head. Initialisation as rw::nn::MultiHeadAttention: w_qk, w_v Xavier-uniform,
 // w_o uniform in +-1/sqrt(inner), b_o zero.
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "core/generator_scope.h"
 #include "core/tensor.h"
 #include "models/reformer/lsh_attention.h"
+#include "models/reformer/lsh_decode.h"
 #include "nn/module.h"
 
 namespace rw::reformer {
@@ -51,6 +53,21 @@ class LSHSelfAttention : public nn::Module {
   // x [B, L, d_model]; key_padding_mask: optional bool [B, L], true = real token.
   Tensor forward(const Tensor& x, const Tensor& key_padding_mask);
 
+  // Incremental causal decoding (models/reformer/lsh_decode.h has what is exact and why). The
+  // first call (an empty state) takes the whole prompt x [B, P, d_model], returns forward(x) and
+  // keeps the rotations it drew, every position's key and value and the ticker order; every later
+  // call takes the next position, x [B, 1, d_model], and returns its output [B, 1, d_model], equal
+  // up to float round-off to the last row of forward() over the whole sequence drawn with the
+  // same generator state. Needs causal attention and a fixed bucket count (options.lsh.n_buckets
+  // > 0 or an override); inference only (no dropout, no gradient).
+  Tensor forward_cached(const Tensor& x, LSHDecodeState& state, int64_t capacity);
+
+  // While set, every call hashes into this many buckets instead of options().lsh.n_buckets (whose
+  // default 0 resolves per sequence length): generation fixes it so that every step of a growing
+  // sequence draws the same rotations. nullopt: back to the options.
+  void set_n_buckets_override(std::optional<int64_t> n_buckets);
+  std::optional<int64_t> n_buckets_override() const { return n_buckets_override_; }
+
   int64_t d_model() const { return d_model_; }
   int64_t n_heads() const { return n_heads_; }
   int64_t d_head() const { return d_head_; }
@@ -59,8 +76,15 @@ class LSHSelfAttention : public nn::Module {
   Tensor w_qk, w_v, w_o, b_o;
 
  private:
+  // The attention options of a call: options().lsh with the override applied.
+  LSHAttentionOptions call_options() const;
+  // x [B, L, d_model] -> qk, v [B, n_heads, L, d_head].
+  std::pair<Tensor, Tensor> project(const Tensor& x) const;
+  void check_input(const Tensor& x) const;
+
   int64_t d_model_, n_heads_, d_head_;
   LSHSelfAttentionOptions options_;
+  std::optional<int64_t> n_buckets_override_;
 };
 
 }  // namespace rw::reformer

@@ -392,3 +392,51 @@ TEST_CASE("LocalSelfAttention rejects bad inputs naming the module") {
   m = error_message([&] { rw::reformer::LocalSelfAttention(8, 2, {.chunk_len = -3}); });
   CHECK(contains(m, "LocalSelfAttention: chunk_len must be positive, got -3"));
 }
+
+TEST_CASE("LocalSelfAttention::forward_cached equals forward row by row with a bounded cache") {
+  using rw::test::contains;
+  using rw::test::error_message;
+  struct Config {
+    int64_t chunk, before, after;
+    bool shared;
+  };
+  for (const Config& cf : {Config{4, 1, 0, true}, Config{4, 2, 1, false}, Config{3, 0, 0, true},
+                           Config{5, 1, 2, false}}) {
+    INFO("chunk ", cf.chunk, " before ", cf.before, " after ", cf.after, " shared ", cf.shared);
+    rw::Generator init(3);
+    rw::reformer::LocalSelfAttention attn(12, 2,
+                                          {.chunk_len = cf.chunk,
+                                           .chunks_before = cf.before,
+                                           .chunks_after = cf.after,
+                                           .causal = true,
+                                           .shared_qk = cf.shared},
+                                          init);
+    rw::Generator data(4);
+    const int64_t L = 23;
+    Tensor x = rw::randn({2, L, 12}, data);
+    rw::NoGradGuard no_grad;
+    Tensor full = attn.forward(x);
+    for (int64_t prompt : {int64_t{1}, cf.chunk - 1, cf.chunk + 2}) {
+      INFO("prompt ", prompt);
+      rw::reformer::LocalKeyValueCache cache;
+      Tensor first = attn.forward_cached(x.narrow(1, 0, prompt), cache);
+      double worst = rw::max(rw::abs(rw::sub(first, full.narrow(1, 0, prompt)))).item();
+      for (int64_t t = prompt; t < L; ++t) {
+        Tensor row = attn.forward_cached(x.narrow(1, t, 1), cache);
+        worst = std::max(worst, rw::max(rw::abs(rw::sub(row, full.narrow(1, t, 1)))).item());
+        // Never more than the chunks the next query can reach, plus one being filled.
+        CHECK(cache.held <= (cf.before + 2) * cf.chunk);
+      }
+      CHECK(worst < 1e-5);
+      CHECK(cache.keys.size(2) == (cf.before + 2) * cf.chunk);
+      CHECK(contains(error_message([&] { attn.forward_cached(x.narrow(1, 0, 2), cache); }),
+                     "takes one position at a time"));
+    }
+  }
+  rw::reformer::LocalSelfAttention bidirectional(8, 2, {.chunk_len = 4});
+  rw::reformer::LocalKeyValueCache cache;
+  CHECK(contains(error_message([&] {
+                   bidirectional.forward_cached(rw::randn({1, 2, 8}), cache);
+                 }),
+                 "forward_cached needs a causal module"));
+}

@@ -1,9 +1,11 @@
 // The LSHSelfAttention module: shapes, parameters, replay of its randomness, the block cache.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "autograd/reversible.h"
+#include "autograd/tape.h"
 #include "core/generator_scope.h"
 #include "core/ops.h"
 #include "models/reformer/lsh_self_attention.h"
@@ -107,6 +109,76 @@ TEST_CASE("LSHSelfAttention gradients pass gradcheck in float64") {
                                   });
   INFO(r.message);
   CHECK(r.ok);
+}
+
+TEST_CASE("LSHSelfAttention::forward_cached: each new position equals the last row of forward") {
+  // The exact incremental LSH query: for every length, the cached output of the last position
+  // equals forward() over the whole sequence with the same rotations (same generator state, fixed
+  // bucket count), across chunk boundaries, the wrap-around between rounds, duplicate counting,
+  // chunks after, bucket-restricted attention, and a batch.
+  struct Config {
+    int64_t n_hashes, n_buckets, before, after;
+    bool count, across;
+  };
+  for (const Config& cf : {Config{2, 4, 1, 0, false, true}, Config{3, 4, 1, 1, true, true},
+                           Config{1, 8, 2, 0, false, true}, Config{2, 4, 1, 0, true, false},
+                           Config{4, 2, 1, 0, true, true}, Config{2, 1, 0, 0, false, true}}) {
+    INFO("hashes ", cf.n_hashes, " buckets ", cf.n_buckets, " before ", cf.before, " after ",
+         cf.after, " count ", cf.count, " across ", cf.across);
+    auto attn = make_attention({.lsh = {.chunk_len = 4,
+                                        .n_buckets = cf.n_buckets,
+                                        .n_hashes = cf.n_hashes,
+                                        .chunks_before = cf.before,
+                                        .chunks_after = cf.after,
+                                        .causal = true,
+                                        .count_duplicates = cf.count,
+                                        .attend_across_buckets = cf.across}});
+    attn->eval();
+    Generator data(5);
+    const int64_t L = 19;
+    Tensor x = randn({2, L, 16}, data);
+    NoGradGuard no_grad;
+    for (int64_t prompt : {1, 4, 7}) {
+      INFO("prompt ", prompt);
+      LSHDecodeState state;
+      Generator g(11);
+      Tensor first;
+      {
+        GeneratorScope scope(g);
+        first = attn->forward_cached(x.narrow(1, 0, prompt), state, L);
+      }
+      double worst = 0;
+      for (int64_t t = prompt; t <= L; ++t) {
+        Generator replay(11);
+        GeneratorScope scope(replay);
+        Tensor reference = attn->forward(x.narrow(1, 0, t)).select(1, t - 1);
+        Tensor got = t == prompt
+                         ? first.select(1, t - 1)
+                         : attn->forward_cached(x.narrow(1, t - 1, 1), state, L).select(1, 0);
+        worst = std::max(worst, max(abs(sub(got, reference))).item());
+      }
+      CHECK(worst < 1e-5);
+    }
+  }
+}
+
+TEST_CASE("LSHSelfAttention::forward_cached needs causal attention and a fixed bucket count") {
+  auto attn = make_attention();  // n_buckets 0: resolved per length
+  LSHDecodeState state;
+  Tensor x = randn({1, 3, 16});
+  CHECK(contains(error_message([&] { attn->forward_cached(x, state, 8); }),
+                 "forward_cached needs a fixed bucket count"));
+  attn->set_n_buckets_override(4);
+  CHECK(attn->forward_cached(x, state, 8).shape() == Shape{1, 3, 16});
+  CHECK(contains(error_message([&] { attn->forward_cached(x, state, 8); }),
+                 "takes one position at a time"));
+  CHECK(contains(error_message([&] { attn->set_n_buckets_override(3); }),
+                 "override must be 1 or even, got 3"));
+  attn->set_n_buckets_override(std::nullopt);
+  auto bidirectional = make_attention({.lsh = {.chunk_len = 4, .n_buckets = 4}});
+  LSHDecodeState other;
+  CHECK(contains(error_message([&] { bidirectional->forward_cached(x, other, 8); }),
+                 "forward_cached needs causal attention"));
 }
 
 }  // namespace
