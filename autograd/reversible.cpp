@@ -238,8 +238,14 @@ std::pair<Tensor, Tensor> reversible_stack(std::span<const ReversibleBlock> bloc
       .backward =
           [stack, records, params, hook = options.on_reconstructed](FunctionContext& ctx,
                                                                     std::span<const Tensor> grads) {
-            const std::vector<Tensor> saved = ctx.saved_tensors();  // checks the versions
-            Tensor y1 = saved[0], y2 = saved[1];
+            Tensor y1, y2;
+            {
+              // Checks the versions. Only the outputs are kept: the saved list would otherwise hold
+              // the last block's outputs alive through the whole walk.
+              std::vector<Tensor> saved = ctx.saved_tensors();
+              y1 = std::move(saved[0]);
+              y2 = std::move(saved[1]);
+            }
             Tensor dy1 = grads[0], dy2 = grads[1];
             std::vector<Tensor> param_grads(params->size());
             for (std::size_t i = stack->size(); i-- > 0;) {
@@ -255,7 +261,12 @@ std::pair<Tensor, Tensor> reversible_stack(std::span<const ReversibleBlock> bloc
                   block.g, y1, dy2, r.g, g_params,
                   std::span<Tensor>(param_grads).subspan(r.g_begin, r.g_count), dx1, i, 'G');
               Tensor x2 = sub(y2, gy);
+              // Each block's inputs are recovered from its outputs, which (like dy1, now folded
+              // into dx1) are dead from here on: released before F's recomputation, the step with
+              // the largest working set, so the walk holds four sequence-sized tensors, not six.
               gy = Tensor();
+              y2 = Tensor();
+              dy1 = Tensor();
               // F: x1 = y1 - F(x2); dx2 = dy2 + dx1 . dF/dx2.
               Tensor dx2 = dy2;
               Tensor fx = recompute_and_backprop(
