@@ -47,6 +47,12 @@ Weights weights_from(std::span<const Tensor> inputs) {
   return {inputs[1], inputs[2], inputs[3], inputs[4], inputs[5], inputs[6]};
 }
 
+// The parameter gradients of a chunked call, summed over its chunks (undefined until the first).
+// w1_t and w3_t are the transposed gradients [d_model, d_ff].
+struct ChunkGradients {
+  Tensor w1_t, b1, w2, b2, w3_t, b3;
+};
+
 // Everything about one chunked call that forward and backward share.
 struct ChunkPlan {
   Activation activation;
@@ -63,6 +69,70 @@ struct ChunkPlan {
     return feed_forward(x_chunk, w, activation, [&](const Tensor& h) {
       return dropout_p > 0 ? dropout_slice(h, dropout_p, key, hidden_shape, dim, start) : h;
     });
+  }
+
+  // The backward of one chunk, written out: recomputes only the hidden pre-activations (not the
+  // output projection, whose value the gradient does not need), differentiates the activation and
+  // dropout on a small local tape, and adds the parameter gradients into `acc`. Returns the
+  // chunk's input gradient (undefined unless need_dx).
+  Tensor backward_chunk(const Tensor& x_chunk, const Weights& w, const Tensor& g_chunk,
+                        int64_t start, bool need_dx, ChunkGradients& acc) const {
+    NoGradGuard no_grad;
+    const int64_t d_model = x_chunk.size(-1);
+    const int64_t d_ff = w.w1.size(0);
+    const int64_t rows = x_chunk.numel() / std::max<int64_t>(d_model, 1);
+    const DType dt = promote_types(x_chunk.dtype(), w.w1.dtype());
+    Tensor x2 = x_chunk.to(dt).reshape({rows, d_model});
+    Tensor g2 = g_chunk.to(dt).reshape({rows, d_model});
+    Tensor a = linear(x2, w.w1, w.b1);
+    Tensor a3 = w.w3.defined() ? linear(x2, w.w3, w.b3) : Tensor();
+    // hidden = dropout(act(a)) (or dropout(silu(a) * a3)) on a local tape, differentiated below.
+    Tensor hidden, da, da3;
+    {
+      TapeScope scope;
+      Tensor a_leaf = a.detach().requires_grad_();
+      Tensor a3_leaf = a3.defined() ? a3.detach().requires_grad_() : Tensor();
+      Tensor h = a3.defined() ? mul(silu(a_leaf), a3_leaf) : activate(a_leaf, activation);
+      if (dropout_p > 0) {
+        Shape chunk_hidden = x_chunk.shape();
+        chunk_hidden.back() = d_ff;
+        h = dropout_slice(h.reshape(chunk_hidden), dropout_p, key, hidden_shape, dim, start)
+                .reshape({rows, d_ff});
+      }
+      hidden = h.detach();
+      // d hidden: the output gradient through the second projection.
+      Tensor dh = matmul(g2, w.w2);
+      std::vector<Tensor> wrt{a_leaf};
+      if (a3_leaf.defined()) wrt.push_back(a3_leaf);
+      std::vector<Tensor> d =
+          rw::grad(std::span<const Tensor>(&h, 1), std::span<const Tensor>(&dh, 1), wrt);
+      da = d[0];
+      if (a3_leaf.defined()) da3 = d[1];
+    }
+    accumulate(acc.w2, matmul(g2.mT(), hidden));
+    if (w.b2.defined()) accumulate(acc.b2, sum(g2, {0}));
+    hidden = Tensor();
+    // dW1 = da^T x as (x^T da)^T: oneDNN runs the product with the shorter output rows (d_model)
+    // markedly faster (measured 10 vs 14 ms at 4096 x 1024 x 256); summed transposed, see below.
+    accumulate(acc.w1_t, matmul(x2.mT(), da));
+    if (w.b1.defined()) accumulate(acc.b1, sum(da, {0}));
+    if (da3.defined()) {
+      accumulate(acc.w3_t, matmul(x2.mT(), da3));
+      if (w.b3.defined()) accumulate(acc.b3, sum(da3, {0}));
+    }
+    if (!need_dx) return Tensor();
+    Tensor dx = matmul(da, w.w1);
+    if (da3.defined()) add_(dx, matmul(da3, w.w3));
+    return dx.reshape(x_chunk.shape()).to(x_chunk.dtype());
+  }
+
+  // sum += part (the first part becomes the sum: no zero-filled accumulator).
+  static void accumulate(Tensor& sum, const Tensor& part) {
+    if (sum.defined()) {
+      add_(sum, part);
+    } else {
+      sum = part;
+    }
   }
 };
 
@@ -160,33 +230,28 @@ Tensor ChunkedFeedForward::forward(const Tensor& x, PhiloxState dropout_key) {
           [plan](FunctionContext& ctx, std::span<const Tensor> grad) {
             const std::vector<Tensor> saved = ctx.saved_tensors();
             const Tensor& x = saved[0];
-            // Fresh leaves standing in for the parameters: each chunk's backward adds its
-            // contribution to their grad(), which ends as the sum over chunks.
-            std::vector<Tensor> leaves(saved.size());
-            for (std::size_t i = 1; i < saved.size(); ++i) {
-              if (!saved[i].defined()) continue;
-              leaves[i] = saved[i].detach();
-              if (ctx.needs_input_grad(i)) leaves[i].requires_grad_();
-            }
-            const Weights w = weights_from(leaves);
-            Tensor dx = ctx.needs_input_grad(0) ? zeros(x.shape(), options_of(x)) : Tensor();
+            const Weights w = weights_from(saved);
+            ChunkGradients acc;
+            Tensor dx = ctx.needs_input_grad(0) ? empty(x.shape(), options_of(x)) : Tensor();
             for (int64_t start = 0; start < plan.length(); start += plan.chunk_size) {
               const int64_t n = std::min(plan.chunk_size, plan.length() - start);
-              Tensor x_chunk = x.narrow(plan.dim, start, n).detach();
-              if (dx.defined()) x_chunk.requires_grad_();
-              Tensor g_chunk = grad[0].narrow(plan.dim, start, n).contiguous();
-              {
-                // A local tape: the chunk's graph (and its d_ff activations) dies with it.
-                TapeScope scope;
-                Tensor y_chunk = plan.run(x_chunk, w, start);
-                backward(y_chunk, g_chunk);
-              }
-              if (dx.defined()) copy_(dx.narrow(plan.dim, start, n), x_chunk.grad());
+              Tensor dx_chunk =
+                  plan.backward_chunk(x.narrow(plan.dim, start, n), w,
+                                      grad[0].narrow(plan.dim, start, n), start, dx.defined(), acc);
+              if (dx.defined()) copy_(dx.narrow(plan.dim, start, n), dx_chunk);
             }
+            // Only the gradients asked for (the accumulators hold all of them).
+            auto untranspose = [](const Tensor& t) {
+              return t.defined() ? t.mT().contiguous() : Tensor();
+            };
+            const Tensor sums[] = {untranspose(acc.w1_t), acc.b1, acc.w2, acc.b2,
+                                   untranspose(acc.w3_t), acc.b3};
             std::vector<Tensor> grads(saved.size());
             grads[0] = dx;
             for (std::size_t i = 1; i < saved.size(); ++i) {
-              if (leaves[i].defined() && leaves[i].requires_grad()) grads[i] = leaves[i].grad();
+              if (saved[i].defined() && ctx.needs_input_grad(i)) {
+                grads[i] = sums[i - 1].to(saved[i].dtype());
+              }
             }
             return grads;
           },

@@ -99,7 +99,8 @@ Tensor chunked_cross_entropy(const Tensor& hidden, const Tensor& weight, const T
               if (ctx.needs_input_grad(i)) leaves[i].requires_grad_();
             }
             const Tensor& h = saved[0];
-            Tensor dh = ctx.needs_input_grad(0) ? zeros(h.shape(), options_of(h)) : Tensor();
+            // Every chunk writes its slice: no zero fill needed.
+            Tensor dh = ctx.needs_input_grad(0) ? empty(h.shape(), options_of(h)) : Tensor();
             // d loss / d (a chunk's summed loss) = grad / count, the same for every chunk.
             const Tensor scale = div(grad[0].to(acc_dt), count).to(dt);
             for (int64_t start = 0; start < length; start += chunk_size) {
