@@ -15,7 +15,7 @@ int main(int argc, char** argv) {
   std::string format = "md";
   std::string out_path;
   app.add_option("--format", format, "output format")
-      ->check(CLI::IsMember({"md", "csv"}))
+      ->check(CLI::IsMember({"md", "csv", "json"}))
       ->capture_default_str();
   app.add_option("--out", out_path, "write the results to FILE instead of stdout");
   std::map<std::string, RunFn> runs;
@@ -28,7 +28,8 @@ int main(int argc, char** argv) {
     const std::string chosen = app.get_subcommands().front()->get_name();
     std::vector<Table> tables = runs.at(chosen)();
     std::string text =
-        render(tables, run_info(argc, argv), format == "csv" ? Format::csv : Format::md);
+        render(tables, run_info(argc, argv),
+               format == "csv" ? Format::csv : (format == "json" ? Format::json : Format::md));
     if (out_path.empty()) {
       std::fputs(text.c_str(), stdout);
     } else {

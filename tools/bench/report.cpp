@@ -4,10 +4,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstdlib>
 #include <ctime>
 #include <fstream>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 namespace rw::bench {
 namespace {
@@ -35,6 +38,40 @@ std::string csv_field(const std::string& s) {
   return q + "\"";
 }
 
+// A cell as JSON: a number when the whole text is one, else the text.
+nlohmann::json json_cell(const std::string& s) {
+  if (!s.empty()) {
+    char* end = nullptr;
+    const double v = std::strtod(s.c_str(), &end);
+    if (end == s.c_str() + s.size() && std::isfinite(v)) return v;
+  }
+  return s;
+}
+
+// {"run": {"cpu": ..., "date": ...}, "tables": [{"title", "columns", "rows": [{column: value}],
+// "notes"}]}: one object, numbers as numbers.
+std::string render_json(const std::vector<Table>& tables, const std::vector<std::string>& info) {
+  nlohmann::json run = nlohmann::json::object();
+  for (const std::string& line : info) {
+    const auto colon = line.find(": ");
+    if (colon != std::string::npos) run[line.substr(0, colon)] = line.substr(colon + 2);
+  }
+  nlohmann::json out{{"run", run}, {"tables", nlohmann::json::array()}};
+  for (const Table& t : tables) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (const auto& row : t.rows) {
+      nlohmann::json r = nlohmann::json::object();
+      for (std::size_t c = 0; c < t.columns.size() && c < row.size(); ++c) {
+        r[t.columns[c]] = json_cell(row[c]);
+      }
+      rows.push_back(std::move(r));
+    }
+    out["tables"].push_back(
+        {{"title", t.title}, {"columns", t.columns}, {"rows", rows}, {"notes", t.notes}});
+  }
+  return out.dump(2) + "\n";
+}
+
 }  // namespace
 
 std::vector<std::string> run_info(int argc, char** argv) {
@@ -57,6 +94,7 @@ std::vector<std::string> run_info(int argc, char** argv) {
 
 std::string render(const std::vector<Table>& tables, const std::vector<std::string>& info,
                    Format format) {
+  if (format == Format::json) return render_json(tables, info);
   std::string out;
   if (format == Format::csv) {
     // One block per table, separated by a blank line; the run info as comment lines.

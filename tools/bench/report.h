@@ -1,5 +1,5 @@
 #pragma once
-// Benchmark results as tables, rendered as markdown (for docs/benchmarks.md) or CSV.
+// Benchmark results as tables, rendered as markdown (for docs/benchmarks.md), CSV or JSON.
 #include <string>
 #include <vector>
 
@@ -12,7 +12,7 @@ struct Table {
   std::vector<std::string> notes;  // printed under the table (markdown only)
 };
 
-enum class Format { md, csv };
+enum class Format { md, csv, json };
 
 // The machine and run, as "key: value" lines: CPU model, load average, threads, date (UTC),
 // command line.
