@@ -190,6 +190,12 @@ struct Block {
   int64_t round = 0, first = 0, count = 0;
   int64_t first_slot = 0;      // ticker slot of the block's first query
   std::vector<int64_t> wslot;  // [count * Wc], the same for every (batch, head)
+  // Per window segment (query chunk i, window position o: segment i W + o, c rows each): the
+  // first segment of the block that reads the same ticker chunk (itself if none before it).
+  // Neighbouring query chunks share key chunks (chunk i's own chunk is chunk i + 1's previous
+  // one), so only the segments that own themselves are gathered from (and scattered to) random
+  // rows; the others are copies (and sums) of contiguous segments of the block.
+  std::vector<int64_t> owner;
 };
 
 Block make_block(const Plan& p, int64_t round, int64_t first, int64_t count) {
@@ -200,11 +206,15 @@ Block make_block(const Plan& p, int64_t round, int64_t first, int64_t count) {
   b.count = count;
   b.first_slot = round * p.length + first * c;
   b.wslot.reserve(static_cast<std::size_t>(count * window_chunks(p) * c));
+  std::vector<int64_t> segment_chunk;
   for (int64_t i = 0; i < count; ++i) {
     const int64_t chunk = round * chunk_blocks::chunks_per_round(p) + first + i;
     for (int64_t o = -p.chunks_before; o <= p.chunks_after; ++o) {
       const int64_t neighbour = neighbour_chunk(chunk, o, N);
       for (int64_t j = 0; j < c; ++j) b.wslot.push_back(neighbour * c + j);
+      const auto owner = std::find(segment_chunk.begin(), segment_chunk.end(), neighbour);
+      b.owner.push_back(owner - segment_chunk.begin());
+      segment_chunk.push_back(neighbour);
     }
   }
   return b;
@@ -232,17 +242,57 @@ struct Geometry {
   }
 };
 
-// dst rows = src rows at row_of(r): one parallel pass of row copies.
-template <typename T, typename RowOf>
-void gather_rows(int64_t n_rows, int64_t d, RowOf row_of, std::initializer_list<const T*> srcs,
-                 std::initializer_list<T*> dsts) {
-  const std::size_t bytes = static_cast<std::size_t>(d) * sizeof(T);
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < n_rows; ++r) {
-    const int64_t from = row_of(r);
-    auto dst = dsts.begin();
-    for (const T* src : srcs) std::memcpy(*dst++ + r * d, src + from * d, bytes);
+// The source rows of a block's queries and window keys (the folds and scatters read them again;
+// computing a row costs two integer divisions).
+struct BlockRows {
+  std::vector<int64_t> query, key;
+};
+
+// Gathers a block in one parallel region (each region costs a wake-up of the threads): the query
+// rows of every source in q_srcs into q_dsts, the window segments of k and v that own themselves
+// row by row from their tokens, and, after the one barrier, every other segment whole from its
+// owner (already in the cache). Returns the rows it read.
+template <typename T>
+BlockRows gather_block(const Ticker& t, const Block& b, const Geometry& g,
+                       std::initializer_list<const T*> q_srcs, std::initializer_list<T*> q_dsts,
+                       const T* k, const T* v, T* kw, T* vw) {
+  const auto segments = static_cast<int64_t>(b.owner.size());
+  const int64_t items = g.BH * segments, c = g.c, d = g.d, q_rows = g.BH * b.count * g.c;
+  const std::size_t row_bytes = static_cast<std::size_t>(d) * sizeof(T);
+  BlockRows rows;
+  rows.query.resize(static_cast<std::size_t>(q_rows));
+  rows.key.resize(static_cast<std::size_t>(items * c));
+  int64_t* qr = rows.query.data();
+  int64_t* kr = rows.key.data();
+#pragma omp parallel
+  {
+#pragma omp for schedule(static) nowait
+    for (int64_t r = 0; r < q_rows; ++r) {
+      const int64_t from = g.query_row(t, b, r);
+      qr[r] = from;
+      auto dst = q_dsts.begin();
+      for (const T* src : q_srcs) std::memcpy(*dst++ + r * d, src + from * d, row_bytes);
+    }
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < items; ++item) {
+      const bool owns = b.owner[static_cast<std::size_t>(item % segments)] == item % segments;
+      for (int64_t r = item * c; r < (item + 1) * c; ++r) {
+        kr[r] = g.key_row(t, b, r);
+        if (!owns) continue;
+        std::memcpy(kw + r * d, k + kr[r] * d, row_bytes);
+        std::memcpy(vw + r * d, v + kr[r] * d, row_bytes);
+      }
+    }
+#pragma omp for schedule(static)
+    for (int64_t item = 0; item < items; ++item) {
+      const int64_t s = item % segments, owner = b.owner[static_cast<std::size_t>(s)];
+      if (owner == s) continue;
+      const int64_t from = (item - s + owner) * c * d, to = item * c * d;
+      std::memcpy(kw + to, kw + from, row_bytes * static_cast<std::size_t>(c));
+      std::memcpy(vw + to, vw + from, row_bytes * static_cast<std::size_t>(c));
+    }
   }
+  return rows;
 }
 
 // Applies the masks to a block's score rows in place, chunk by chunk (one instance per thread:
@@ -373,13 +423,12 @@ ForwardResult forward_impl(const Plan& p, const Tensor& q, const Tensor& k, cons
   T* run_denom = denom.data<T>();
   chunk_blocks::for_each_block(p, [&](int64_t round, int64_t first, int64_t m, PhiloxState ds) {
     const Block b = make_block(p, round, first, m);
-    const int64_t q_rows = g.BH * m * g.c, k_rows = g.BH * m * g.Wc;
+    const int64_t q_rows = g.BH * m * g.c;
     Tensor qb = empty({g.BH * m, g.c, d}, opts), kw = empty({g.BH * m, g.Wc, d}, opts);
     Tensor vw = empty({g.BH * m, g.Wc, d}, opts);
-    gather_rows<T>(q_rows, d, [&](int64_t r) { return g.query_row(t, b, r); }, {qp},
-                   {qb.data<T>()});
-    gather_rows<T>(k_rows, d, [&](int64_t r) { return g.key_row(t, b, r); }, {kp, vp},
-                   {kw.data<T>(), vw.data<T>()});
+    const BlockRows rows =
+        gather_block<T>(t, b, g, {qp}, {qb.data<T>()}, kp, vp, kw.data<T>(), vw.data<T>());
+    const int64_t* qrow = rows.query.data();
     Tensor scores = matmul(qb, kw.mT());  // [BH m, c, Wc]
     const Tensor keep = dropout_keep(p, b, g, ds, opts);
     const T* keep_p = keep.defined() ? keep.data<T>() : nullptr;
@@ -403,7 +452,7 @@ ForwardResult forward_impl(const Plan& p, const Tensor& q, const Tensor& k, cons
     // distinct tokens, so the rows need no synchronisation.
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < q_rows; ++r) {
-      const int64_t tok = g.query_row(t, b, r);
+      const int64_t tok = qrow[r];
       const T mx = rmax[static_cast<std::size_t>(r)], z = rsum[static_cast<std::size_t>(r)];
       T* a = acc + tok * d;
       const T* orow = op + r * d;
@@ -473,13 +522,12 @@ std::array<Tensor, 3> backward_impl(const Plan& p, const Tensor& q, const Tensor
   T *dqp = dq.data<T>(), *dkp = dk.data<T>(), *dvp = dv.data<T>();
   chunk_blocks::for_each_block(p, [&](int64_t round, int64_t first, int64_t m, PhiloxState ds) {
     const Block b = make_block(p, round, first, m);
-    const int64_t q_rows = g.BH * m * g.c, k_rows = g.BH * m * g.Wc;
+    const int64_t q_rows = g.BH * m * g.c;
     Tensor qb = empty({g.BH * m, g.c, d}, opts), gb = empty({g.BH * m, g.c, d}, opts);
     Tensor kw = empty({g.BH * m, g.Wc, d}, opts), vw = empty({g.BH * m, g.Wc, d}, opts);
-    gather_rows<T>(q_rows, d, [&](int64_t r) { return g.query_row(t, b, r); }, {qp, gp},
-                   {qb.data<T>(), gb.data<T>()});
-    gather_rows<T>(k_rows, d, [&](int64_t r) { return g.key_row(t, b, r); }, {kp, vp},
-                   {kw.data<T>(), vw.data<T>()});
+    const BlockRows rows = gather_block<T>(t, b, g, {qp, gp}, {qb.data<T>(), gb.data<T>()}, kp, vp,
+                                           kw.data<T>(), vw.data<T>());
+    const int64_t *qrow = rows.query.data(), *krow = rows.key.data();
     // P~ = exp(logit - lse_total): each round's probabilities times its share of the output.
     Tensor probs = matmul(qb, kw.mT());  // [BH m, c, Wc]
     const Tensor keep = dropout_keep(p, b, g, ds, opts);
@@ -498,42 +546,68 @@ std::array<Tensor, 3> backward_impl(const Plan& p, const Tensor& q, const Tensor
                         for (int64_t w = 0; w < g.Wc; ++w) y[w] = x[w] * kr[w];
                       }
                     });
-    const Tensor dvw = matmul(dropped.mT(), gb);  // [BH m, Wc, d]
-    Tensor dlogits = matmul(gb, vw.mT());         // d(dropped probs) [BH m, c, Wc]
+    Tensor dvw = matmul(dropped.mT(), gb);  // [BH m, Wc, d]
+    Tensor dlogits = matmul(gb, vw.mT());   // d(dropped probs) [BH m, c, Wc]
     {
       T* dl = dlogits.data<T>();
       const T* pr = probs.data<T>();
 #pragma omp parallel for schedule(static)
       for (int64_t r = 0; r < q_rows; ++r) {
-        const T shared = dd[static_cast<std::size_t>(g.query_row(t, b, r))];
+        const T shared = dd[static_cast<std::size_t>(qrow[r])];
         T* x = dl + r * g.Wc;
         const T* pw = pr + r * g.Wc;
         row_softmax_grad(x, pw, keep_p != nullptr ? keep_p + r * g.Wc : nullptr, g.Wc, shared);
       }
     }
-    const Tensor dqb = matmul(dlogits, kw);       // [BH m, c, d]
-    const Tensor dkw = matmul(dlogits.mT(), qb);  // [BH m, Wc, d]
+    const Tensor dqb = matmul(dlogits, kw);  // [BH m, c, d]
+    Tensor dkw = matmul(dlogits.mT(), qb);   // [BH m, Wc, d]
     // Scatter-add the rows back to their tokens. A token appears in several window rows (and,
     // across the wrap into the previous round, possibly as a query too), so the threads split the
-    // work by (batch-head, column slice), never by row.
-    const T *dqb_p = dqb.data<T>(), *dkw_p = dkw.data<T>(), *dvw_p = dvw.data<T>();
-    constexpr int64_t kSlice = 16;
-    const int64_t slices = (d + kSlice - 1) / kSlice;
+    // work by (batch-head, column slice), never by row: whole rows when there are enough
+    // batch-heads for the threads, slices of whole cache lines otherwise.
+    const T* dqb_p = dqb.data<T>();
+    T *dkw_p = dkw.data<T>(), *dvw_p = dvw.data<T>();
+    const auto segments = static_cast<int64_t>(b.owner.size());
+    constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(T));
+    const int64_t threads = omp_get_max_threads();
+    const int64_t wanted =
+        std::clamp<int64_t>((threads + g.BH - 1) / g.BH, 1, (d + kLine - 1) / kLine);
+    const int64_t slice = ((d + wanted - 1) / wanted + kLine - 1) / kLine * kLine;
+    const int64_t slices = (d + slice - 1) / slice;
 #pragma omp parallel for schedule(static)
     for (int64_t item = 0; item < g.BH * slices; ++item) {
-      const int64_t bh = item / slices, e0 = (item % slices) * kSlice;
-      const int64_t e1 = std::min(d, e0 + kSlice);
+      const int64_t bh = item / slices, e0 = (item % slices) * slice;
+      const int64_t e1 = std::min(d, e0 + slice);
       for (int64_t r = bh * m * g.c; r < (bh + 1) * m * g.c; ++r) {
-        T* dst = dqp + g.query_row(t, b, r) * d;
-        const T* src = dqb_p + r * d;
+        T* __restrict dst = dqp + qrow[r] * d;
+        const T* __restrict src = dqb_p + r * d;
+#pragma omp simd
         for (int64_t e = e0; e < e1; ++e) dst[e] += src[e];
       }
+      // Fold each shared segment into its owner, then scatter the owners only.
+      for (int64_t s = 0; s < segments; ++s) {
+        const int64_t owner = b.owner[static_cast<std::size_t>(s)];
+        if (owner == s) continue;
+        for (int64_t j = 0; j < g.c; ++j) {
+          const int64_t from = ((bh * segments + s) * g.c + j) * d;
+          const int64_t to = ((bh * segments + owner) * g.c + j) * d;
+#pragma omp simd
+          for (int64_t e = e0; e < e1; ++e) {
+            dkw_p[to + e] += dkw_p[from + e];
+            dvw_p[to + e] += dvw_p[from + e];
+          }
+        }
+      }
       for (int64_t r = bh * m * g.Wc; r < (bh + 1) * m * g.Wc; ++r) {
-        const int64_t row = g.key_row(t, b, r);
-        T* dk_dst = dkp + row * d;
-        T* dv_dst = dvp + row * d;
-        const T* dk_src = dkw_p + r * d;
-        const T* dv_src = dvw_p + r * d;
+        if (const int64_t s = r / g.c % segments; b.owner[static_cast<std::size_t>(s)] != s) {
+          continue;
+        }
+        const int64_t row = krow[r];
+        T* __restrict dk_dst = dkp + row * d;
+        T* __restrict dv_dst = dvp + row * d;
+        const T* __restrict dk_src = dkw_p + r * d;
+        const T* __restrict dv_src = dvw_p + r * d;
+#pragma omp simd
         for (int64_t e = e0; e < e1; ++e) {
           dk_dst[e] += dk_src[e];
           dv_dst[e] += dv_src[e];

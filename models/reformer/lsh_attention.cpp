@@ -1,8 +1,10 @@
 #include "models/reformer/lsh_attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/ops.h"
 #include "models/reformer/chunk_attention.h"
@@ -68,6 +70,48 @@ Tensor pad_rows(const Tensor& x, int64_t Lp) {
   return padded.reshape({x.size(0) * x.size(1), Lp, x.size(3)}).contiguous();
 }
 
+// The stable sort of each row of keys [R, Lp] (i64 in [0, n_values)) with its inverse: sorted
+// keys, perm (the position in each slot) and inv (the slot of each position), [R, Lp] each. On the
+// CPU a counting sort, O(Lp + n_values) per row: the keys are small bucket ids and the positions
+// are already in order, so it gives exactly the stable sort's permutation.
+struct SortedKeys {
+  Tensor keys, perm, inv;
+};
+SortedKeys stable_sort_keys(const Tensor& keys, int64_t n_values) {
+  if (!keys.device().is_cpu()) {
+    auto [sorted, perm] = sort(keys, -1);
+    return {.keys = sorted, .perm = perm, .inv = argsort(perm, -1)};
+  }
+  const Tensor in = keys.contiguous();
+  const int64_t rows = in.size(0), Lp = in.size(1);
+  SortedKeys out{.keys = empty(in.shape(), {.dtype = DType::i64}),
+                 .perm = empty(in.shape(), {.dtype = DType::i64}),
+                 .inv = empty(in.shape(), {.dtype = DType::i64})};
+  const int64_t* k = in.data<int64_t>();
+  int64_t *sk = out.keys.data<int64_t>(), *perm = out.perm.data<int64_t>(),
+          *inv = out.inv.data<int64_t>();
+#pragma omp parallel
+  {
+    std::vector<int64_t> start(static_cast<std::size_t>(n_values + 1));
+#pragma omp for schedule(static)
+    for (int64_t row = 0; row < rows; ++row) {
+      const int64_t* kr = k + row * Lp;
+      std::fill(start.begin(), start.end(), 0);
+      for (int64_t i = 0; i < Lp; ++i) ++start[static_cast<std::size_t>(kr[i]) + 1];
+      for (int64_t b = 0; b < n_values; ++b) {
+        start[static_cast<std::size_t>(b) + 1] += start[static_cast<std::size_t>(b)];
+      }
+      for (int64_t i = 0; i < Lp; ++i) {
+        const int64_t slot = start[static_cast<std::size_t>(kr[i])]++;
+        sk[row * Lp + slot] = kr[i];
+        perm[row * Lp + slot] = i;
+        inv[row * Lp + i] = slot;
+      }
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 int64_t resolve_n_buckets(const LSHAttentionOptions& options, int64_t length) {
@@ -124,9 +168,10 @@ Tensor lsh_attention_with_buckets(const Tensor& qk, const Tensor& v, const Tenso
       keys = where(valid.reshape({B, 1, 1, Lp}), keys, static_cast<double>(n_buckets));
     }
     // Stable: equal buckets keep position order, i.e. the sort is by (bucket, position).
-    auto [sorted_keys, perm] = sort(keys.reshape({BH, n, Lp}), -1);
-    plan->perm = perm.reshape({BH, S});
-    plan->inv = argsort(perm, -1);
+    SortedKeys sorted = stable_sort_keys(keys.reshape({BH * n, Lp}), n_buckets + 1);
+    Tensor sorted_keys = sorted.keys.reshape({BH, n, Lp});
+    plan->perm = sorted.perm.reshape({BH, S});
+    plan->inv = sorted.inv.reshape({BH, n, Lp});
     plan->valid = valid.reshape({-1, 1, Lp})
                       .expand({B, H, Lp})
                       .to(DType::boolean)

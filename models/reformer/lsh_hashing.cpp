@@ -88,10 +88,74 @@ LSHRotations lsh_rotations_from(int64_t n_buckets, int64_t n_hashes, Tensor firs
 
 namespace {
 
+// x [B, H, L, d] times R [H, n, d, w] -> [B, H, n, L, w].
+Tensor project(const Tensor& x, const Tensor& rotation) {
+  return matmul(x.unsqueeze(2), rotation.to(x.dtype()));
+}
+
 // argmax([xR; -xR]) over the last dim: x [B, H, L, d], R [H, n, d, w] -> i64 [B, H, n, L].
 Tensor angular_bucket(const Tensor& x, const Tensor& rotation) {
-  Tensor proj = matmul(x.unsqueeze(2), rotation.to(x.dtype()));  // [B, H, n, L, w]
+  Tensor proj = project(x, rotation);
   return argmax(concat({proj, neg(proj)}, -1), -1);
+}
+
+// The first index of the largest of [p; -p] (p of length w), NaN winning as in rw::argmax: the
+// result of argmax over the concatenation, without building it. Branch-free in the common case:
+// the largest of [p; -p] is max(p) (first half, ties included) or -min(p) (second half), found
+// at the first p[i] equal to it; a row with a NaN takes the elementwise scan.
+template <typename T>
+int64_t first_argmax_pm(const T* p, int64_t w) {
+  T hi = p[0], lo = p[0];
+  bool nan = false;
+  for (int64_t i = 0; i < w; ++i) {
+    hi = p[i] > hi ? p[i] : hi;
+    lo = p[i] < lo ? p[i] : lo;
+    nan |= p[i] != p[i];
+  }
+  if (!nan) {
+    const bool first_half = hi >= -lo;
+    const T target = first_half ? hi : lo;
+    int64_t i = 0;
+    while (p[i] != target) ++i;
+    return first_half ? i : w + i;
+  }
+  auto better = [](T v, T best) {
+    if (std::isnan(best)) return false;
+    if (std::isnan(v)) return true;
+    return v > best;
+  };
+  int64_t best_i = 0;
+  T best = p[0];
+  for (int64_t i = 1; i < w; ++i) {
+    if (better(p[i], best)) best = p[i], best_i = i;
+  }
+  for (int64_t i = 0; i < w; ++i) {
+    if (better(-p[i], best)) best = -p[i], best_i = w + i;
+  }
+  return best_i;
+}
+
+// The CPU hashing of f32/f64 x: the projections by rw::matmul (as the op path, so the same
+// values), then one pass that takes both argmaxes, combines the factors and adds the round
+// offsets, instead of concat, neg, argmax, mul and two adds over [B, H, n, L, 2w] tensors.
+template <typename T>
+Tensor hash_cpu(const Tensor& x, const LSHRotations& r) {
+  const int64_t B = x.size(0), H = x.size(1), L = x.size(2), n = r.n_hashes;
+  const Tensor p1 = project(x, r.first).contiguous();
+  const Tensor p2 = r.second.defined() ? project(x, r.second).contiguous() : Tensor();
+  const int64_t w1 = r.first.size(3), w2 = p2.defined() ? r.second.size(3) : 0;
+  const int64_t b1 = r.factors.first, nb = r.n_buckets, rows = B * H * n * L;
+  Tensor out = empty({B, H, n, L}, {.dtype = DType::i64});
+  const T* a = p1.data<T>();
+  const T* b = p2.defined() ? p2.data<T>() : nullptr;
+  int64_t* o = out.data<int64_t>();
+#pragma omp parallel for schedule(static) if (rows >= 4096)
+  for (int64_t i = 0; i < rows; ++i) {
+    int64_t bucket = first_argmax_pm(a + i * w1, w1);
+    if (b != nullptr) bucket += b1 * first_argmax_pm(b + i * w2, w2);
+    o[i] = bucket + (i / L) % n * nb;
+  }
+  return out;
 }
 
 }  // namespace
@@ -113,6 +177,10 @@ Tensor lsh_hash(const Tensor& x, const LSHRotations& rotations) {
   }
   NoGradGuard no_grad;
   Tensor xd = x.detach();
+  if (rotations.first.defined() && xd.device().is_cpu()) {
+    if (xd.dtype() == DType::f32) return hash_cpu<float>(xd, rotations);
+    if (xd.dtype() == DType::f64) return hash_cpu<double>(xd, rotations);
+  }
   Tensor buckets;
   if (!rotations.first.defined()) {
     buckets = zeros({B, H, n, L}, {.dtype = DType::i64, .device = x.device()});

@@ -1,6 +1,7 @@
 // Angular LSH (models/reformer/lsh_hashing.h): bucket rule, factorisation, regeneration, memory.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <vector>
 
 #include "core/allocator.h"
@@ -68,6 +69,25 @@ TEST_CASE("lsh_hash is argmax([xR; -xR]) per head and round, offset by round") {
   // Factorised above 64: bucket = h1 + b1 * h2.
   check_hash(128, 16, 8);
   check_hash(1024, 32, 32);
+}
+
+TEST_CASE("lsh_hash's fused CPU pass equals argmax over the concatenation, ties and NaN included") {
+  const int64_t B = 1, H = 2, L = 40, d = 6, n = 2, n_buckets = 128;  // factorised: 16 x 8
+  Generator gen(11);
+  Tensor x = randn({B, H, L, d}, gen);
+  // Row 0 of each head is zero (every projection ties at 0), row 1 holds a NaN.
+  x = where(lt(arange(L).reshape({1, 1, L, 1}), 1.0), full({}, 0.0), x);
+  x = where(logical_and(eq(arange(L).reshape({1, 1, L, 1}), 1.0), eq(arange(d), 2.0)),
+            full({}, std::nan("")), x);
+  LSHRotations rot = random_lsh_rotations(H, d, n, n_buckets, gen);
+  REQUIRE(rot.factors.second > 1);
+  auto by_ops = [&](const Tensor& r) {
+    Tensor proj = matmul(x.unsqueeze(2), r);
+    return argmax(concat({proj, neg(proj)}, -1), -1);
+  };
+  Tensor expected = add(add(by_ops(rot.first), mul(by_ops(rot.second), rot.factors.first)),
+                        mul(arange(n, {.dtype = DType::i64}), n_buckets).reshape({n, 1}));
+  CHECK(lsh_hash(x, rot).to_vector<int64_t>() == expected.to_vector<int64_t>());
 }
 
 TEST_CASE("one bucket: every token in bucket 0 of its round") {
