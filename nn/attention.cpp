@@ -70,34 +70,44 @@ Tensor unit_normalize(const Tensor& x) {
 
 // --- MultiHeadAttention -------------------------------------------------------------------------
 
-MultiHeadAttention::MultiHeadAttention(int64_t d_model, int64_t n_heads,
-                                       MultiHeadAttentionOptions options, Generator& generator)
-    : d_model_(d_model), n_heads_(n_heads), d_head_(options.d_head), options_(options) {
-  RW_CHECK(d_model > 0 && n_heads > 0,
-           "MultiHeadAttention: d_model and n_heads must be positive, got {} and {}", d_model,
+int64_t resolve_attention_d_head(const char* module, int64_t d_model, int64_t n_heads,
+                                 int64_t d_head, double dropout) {
+  RW_CHECK(d_model > 0 && n_heads > 0, "{}: d_model and n_heads must be positive, got {} and {}",
+           module, d_model, n_heads);
+  RW_CHECK(d_head >= 0, "{}: d_head must be >= 0 (0 = d_model / n_heads), got {}", module, d_head);
+  RW_CHECK(dropout >= 0 && dropout < 1, "{}: dropout must be in [0, 1), got {}", module, dropout);
+  if (d_head > 0) return d_head;
+  RW_CHECK(d_model % n_heads == 0,
+           "{}: d_model {} is not divisible by n_heads {} (set options.d_head)", module, d_model,
            n_heads);
-  RW_CHECK(options.d_head >= 0,
-           "MultiHeadAttention: d_head must be >= 0 (0 = d_model / n_heads), got {}",
-           options.d_head);
-  if (d_head_ == 0) {
-    RW_CHECK(d_model % n_heads == 0,
-             "MultiHeadAttention: d_model {} is not divisible by n_heads {} (set options.d_head)",
-             d_model, n_heads);
-    d_head_ = d_model / n_heads;
-  }
-  RW_CHECK(options.dropout >= 0 && options.dropout < 1,
-           "MultiHeadAttention: dropout must be in [0, 1), got {}", options.dropout);
+  return d_model / n_heads;
+}
 
-  const int64_t inner = n_heads_ * d_head_;
-  // Every input block is drawn on its own, in the order q, k, v (qk, v), so the fused and the
-  // separate layouts start from the same values.
+AttentionWeights initial_attention_weights(int64_t d_model, int64_t inner, int input_blocks,
+                                           Generator& generator) {
+  // Every input block is drawn on its own, so fused and separate layouts start from the same
+  // values.
   const double in_bound = std::sqrt(6.0 / static_cast<double>(d_model + inner));
-  std::vector<Tensor> blocks;
-  for (int i = 0; i < (options.shared_qk ? 2 : 3); ++i) {
-    blocks.push_back(uniform({inner, d_model}, -in_bound, in_bound, generator));
+  AttentionWeights w;
+  for (int i = 0; i < input_blocks; ++i) {
+    w.input_blocks.push_back(uniform({inner, d_model}, -in_bound, in_bound, generator));
   }
   const double out_bound = 1.0 / std::sqrt(static_cast<double>(inner));
-  w_o = uniform({d_model, inner}, -out_bound, out_bound, generator);
+  w.output = uniform({d_model, inner}, -out_bound, out_bound, generator);
+  return w;
+}
+
+MultiHeadAttention::MultiHeadAttention(int64_t d_model, int64_t n_heads,
+                                       MultiHeadAttentionOptions options, Generator& generator)
+    : d_model_(d_model),
+      n_heads_(n_heads),
+      d_head_(resolve_attention_d_head("MultiHeadAttention", d_model, n_heads, options.d_head,
+                                       options.dropout)),
+      options_(options) {
+  AttentionWeights init =
+      initial_attention_weights(d_model, n_heads_ * d_head_, options.shared_qk ? 2 : 3, generator);
+  const std::vector<Tensor>& blocks = init.input_blocks;
+  w_o = init.output;
 
   auto add_projection = [&](const char* w_name, Tensor& w, const char* b_name, Tensor& b,
                             Tensor value) {

@@ -9,6 +9,7 @@
 // query with no allowed key gets zero attention).
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "core/generator_scope.h"
 #include "core/philox.h"
@@ -40,6 +41,23 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v,
 // x / |x| over the last dim: the shared-QK keys (Reformer paper, Sec. 2.1). Computed in at least
 // f32; a zero vector stays zero (with a zero gradient) rather than becoming NaN.
 Tensor unit_normalize(const Tensor& x);
+
+// What every multi-head attention module (MultiHeadAttention, the Reformer's local and LSH
+// attention) checks and draws the same way, so their parameters are interchangeable.
+//
+// d_head resolved (0: d_model / n_heads, which must divide) after checking d_model, n_heads,
+// d_head >= 0 and dropout in [0, 1); errors name `module`.
+int64_t resolve_attention_d_head(const char* module, int64_t d_model, int64_t n_heads,
+                                 int64_t d_head, double dropout);
+// Initial weights as PyTorch's nn.MultiheadAttention: `input_blocks` blocks [inner, d_model],
+// each Xavier-uniform over its own shape and drawn in order (q, k, v; or qk, v), then the output
+// projection [d_model, inner] uniform in +-1/sqrt(inner) (nn.Linear's default).
+struct AttentionWeights {
+  std::vector<Tensor> input_blocks;
+  Tensor output;
+};
+AttentionWeights initial_attention_weights(int64_t d_model, int64_t inner, int input_blocks,
+                                           Generator& generator);
 
 struct MultiHeadAttentionOptions {
   bool causal = false;

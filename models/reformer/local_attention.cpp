@@ -252,36 +252,21 @@ Tensor local_attention(const Tensor& q, const Tensor& k_in, const Tensor& v,
 
 LocalSelfAttention::LocalSelfAttention(int64_t d_model, int64_t n_heads,
                                        LocalSelfAttentionOptions options, Generator& generator)
-    : d_model_(d_model), n_heads_(n_heads), d_head_(options.d_head), options_(options) {
-  RW_CHECK(d_model > 0 && n_heads > 0,
-           "LocalSelfAttention: d_model and n_heads must be positive, got {} and {}", d_model,
-           n_heads);
-  RW_CHECK(options.d_head >= 0,
-           "LocalSelfAttention: d_head must be >= 0 (0 = d_model / n_heads), got {}",
-           options.d_head);
-  if (d_head_ == 0) {
-    RW_CHECK(d_model % n_heads == 0,
-             "LocalSelfAttention: d_model {} is not divisible by n_heads {} (set options.d_head)",
-             d_model, n_heads);
-    d_head_ = d_model / n_heads;
-  }
-  RW_CHECK(options.dropout >= 0 && options.dropout < 1,
-           "LocalSelfAttention: dropout must be in [0, 1), got {}", options.dropout);
+    : d_model_(d_model),
+      n_heads_(n_heads),
+      d_head_(nn::resolve_attention_d_head("LocalSelfAttention", d_model, n_heads, options.d_head,
+                                           options.dropout)),
+      options_(options) {
   RW_CHECK(options.chunk_len > 0, "LocalSelfAttention: chunk_len must be positive, got {}",
            options.chunk_len);
   RW_CHECK(options.chunks_before >= 0 && options.chunks_after >= 0,
            "LocalSelfAttention: chunks_before and chunks_after must be >= 0, got {} and {}",
            options.chunks_before, options.chunks_after);
-
   // The same draws, in the same order, as nn::MultiHeadAttention with separate projections.
-  const int64_t inner = n_heads_ * d_head_;
-  const double in_bound = std::sqrt(6.0 / static_cast<double>(d_model + inner));
-  std::vector<Tensor> blocks;
-  for (int i = 0; i < (options.shared_qk ? 2 : 3); ++i) {
-    blocks.push_back(uniform({inner, d_model}, -in_bound, in_bound, generator));
-  }
-  const double out_bound = 1.0 / std::sqrt(static_cast<double>(inner));
-  Tensor out_weight = uniform({d_model, inner}, -out_bound, out_bound, generator);
+  nn::AttentionWeights init = nn::initial_attention_weights(d_model, n_heads_ * d_head_,
+                                                            options.shared_qk ? 2 : 3, generator);
+  const std::vector<Tensor>& blocks = init.input_blocks;
+  Tensor out_weight = init.output;
 
   auto add_projection = [&](const char* w_name, Tensor& w, const char* b_name, Tensor& b,
                             Tensor value) {

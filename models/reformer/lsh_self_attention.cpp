@@ -8,25 +8,17 @@
 #include "autograd/tape.h"
 #include "core/ops.h"
 #include "models/reformer/lsh_hashing.h"
+#include "nn/attention.h"
 
 namespace rw::reformer {
 
 LSHSelfAttention::LSHSelfAttention(int64_t d_model, int64_t n_heads,
                                    LSHSelfAttentionOptions options, Generator& generator)
-    : d_model_(d_model), n_heads_(n_heads), d_head_(options.d_head), options_(options) {
-  RW_CHECK(d_model > 0 && n_heads > 0,
-           "LSHSelfAttention: d_model and n_heads must be positive, got {} and {}", d_model,
-           n_heads);
-  RW_CHECK(options.d_head >= 0,
-           "LSHSelfAttention: d_head must be >= 0 (0 = d_model / n_heads), got {}", options.d_head);
-  if (d_head_ == 0) {
-    RW_CHECK(d_model % n_heads == 0,
-             "LSHSelfAttention: d_model {} is not divisible by n_heads {} (set options.d_head)",
-             d_model, n_heads);
-    d_head_ = d_model / n_heads;
-  }
-  RW_CHECK(options.dropout >= 0 && options.dropout < 1,
-           "LSHSelfAttention: dropout must be in [0, 1), got {}", options.dropout);
+    : d_model_(d_model),
+      n_heads_(n_heads),
+      d_head_(nn::resolve_attention_d_head("LSHSelfAttention", d_model, n_heads, options.d_head,
+                                           options.dropout)),
+      options_(options) {
   const LSHAttentionOptions& lsh = options.lsh;
   RW_CHECK(lsh.chunk_len > 0 && lsh.n_hashes > 0 && lsh.chunks_before >= 0 && lsh.chunks_after >= 0,
            "LSHSelfAttention: need chunk_len > 0, n_hashes > 0, chunks_before/after >= 0, got "
@@ -36,12 +28,12 @@ LSHSelfAttention::LSHSelfAttention(int64_t d_model, int64_t n_heads,
       lsh.n_buckets == 0 || lsh.n_buckets == 1 || (lsh.n_buckets > 0 && lsh.n_buckets % 2 == 0),
       "LSHSelfAttention: n_buckets must be 0 (default), 1 or even, got {}", lsh.n_buckets);
 
-  const int64_t inner = n_heads_ * d_head_;
-  const double in_bound = std::sqrt(6.0 / static_cast<double>(d_model + inner));
-  w_qk = uniform({inner, d_model}, -in_bound, in_bound, generator);
-  w_v = uniform({inner, d_model}, -in_bound, in_bound, generator);
-  const double out_bound = 1.0 / std::sqrt(static_cast<double>(inner));
-  w_o = uniform({d_model, inner}, -out_bound, out_bound, generator);
+  // The shared-QK layout of nn::MultiHeadAttention: w_qk and w_v, then w_o.
+  nn::AttentionWeights init =
+      nn::initial_attention_weights(d_model, n_heads_ * d_head_, 2, generator);
+  w_qk = init.input_blocks[0];
+  w_v = init.input_blocks[1];
+  w_o = init.output;
   register_parameter("w_qk", w_qk);
   register_parameter("w_v", w_v);
   register_parameter("w_o", w_o);
