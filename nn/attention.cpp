@@ -107,28 +107,19 @@ MultiHeadAttention::MultiHeadAttention(int64_t d_model, int64_t n_heads,
   AttentionWeights init =
       initial_attention_weights(d_model, n_heads_ * d_head_, options.shared_qk ? 2 : 3, generator);
   const std::vector<Tensor>& blocks = init.input_blocks;
-  w_o = init.output;
 
-  auto add_projection = [&](const char* w_name, Tensor& w, const char* b_name, Tensor& b,
-                            Tensor value) {
-    w = std::move(value);
-    register_parameter(w_name, w);
-    if (options_.bias) {
-      b = zeros({w.size(0)});
-      register_parameter(b_name, b);
-    }
-  };
+  const bool bias = options_.bias;
   if (options.fused_projection) {
-    add_projection("w_in", w_in, "b_in", b_in, concat(blocks, 0));
+    register_projection("w_in", w_in, concat(blocks, 0), "b_in", b_in, bias);
   } else if (options.shared_qk) {
-    add_projection("w_qk", w_qk, "b_qk", b_qk, blocks[0]);
-    add_projection("w_v", w_v, "b_v", b_v, blocks[1]);
+    register_projection("w_qk", w_qk, blocks[0], "b_qk", b_qk, bias);
+    register_projection("w_v", w_v, blocks[1], "b_v", b_v, bias);
   } else {
-    add_projection("w_q", w_q, "b_q", b_q, blocks[0]);
-    add_projection("w_k", w_k, "b_k", b_k, blocks[1]);
-    add_projection("w_v", w_v, "b_v", b_v, blocks[2]);
+    register_projection("w_q", w_q, blocks[0], "b_q", b_q, bias);
+    register_projection("w_k", w_k, blocks[1], "b_k", b_k, bias);
+    register_projection("w_v", w_v, blocks[2], "b_v", b_v, bias);
   }
-  add_projection("w_o", w_o, "b_o", b_o, w_o);
+  register_projection("w_o", w_o, init.output, "b_o", b_o, bias);
 }
 
 MultiHeadAttention::Projected MultiHeadAttention::project(const Tensor& x) const {

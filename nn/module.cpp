@@ -37,6 +37,15 @@ void Module::register_parameter(std::string name, Tensor& slot) {
   parameters_.emplace_back(std::move(name), &slot);
 }
 
+void Module::register_projection(std::string weight_name, Tensor& weight_slot, Tensor weight,
+                                 std::string bias_name, Tensor& bias_slot, bool bias) {
+  weight_slot = std::move(weight);
+  register_parameter(std::move(weight_name), weight_slot);
+  if (!bias) return;
+  bias_slot = zeros({weight_slot.size(0)}, options_of(weight_slot));
+  register_parameter(std::move(bias_name), bias_slot);
+}
+
 void Module::register_buffer(std::string name, Tensor& slot) {
   check_new_name(name);
   RW_CHECK(slot.defined(), "{}: buffer '{}' is undefined", type_name(), name);

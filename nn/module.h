@@ -72,6 +72,11 @@ class Module {
   // `slot` is a member of the derived module; it becomes a leaf that requires grad.
   void register_parameter(std::string name, Tensor& slot);
   void register_buffer(std::string name, Tensor& slot);
+  // A projection: `weight_slot` = `weight`, registered as `weight_name`, and with `bias` a zero
+  // bias of weight.size(0) elements in `bias_slot`, registered as `bias_name` (PyTorch initialises
+  // attention projection biases to zero).
+  void register_projection(std::string weight_name, Tensor& weight_slot, Tensor weight,
+                           std::string bias_name, Tensor& bias_slot, bool bias);
   template <typename M>
   std::shared_ptr<M> register_module(std::string name, std::shared_ptr<M> module) {
     add_child(std::move(name), module);

@@ -33,14 +33,9 @@ LSHSelfAttention::LSHSelfAttention(int64_t d_model, int64_t n_heads,
       nn::initial_attention_weights(d_model, n_heads_ * d_head_, 2, generator);
   w_qk = init.input_blocks[0];
   w_v = init.input_blocks[1];
-  w_o = init.output;
   register_parameter("w_qk", w_qk);
   register_parameter("w_v", w_v);
-  register_parameter("w_o", w_o);
-  if (options.output_bias) {
-    b_o = zeros({d_model});
-    register_parameter("b_o", b_o);
-  }
+  register_projection("w_o", w_o, init.output, "b_o", b_o, options.output_bias);
 }
 
 void LSHSelfAttention::set_n_buckets_override(std::optional<int64_t> n_buckets) {
