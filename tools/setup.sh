@@ -24,8 +24,11 @@ readonly SANITIZE_DIR="$ROOT/build-sanitize"
 readonly FUZZ_DIR="$ROOT/build-fuzz"
 readonly JOBS="${REWIND_JOBS:-$(nproc)}"
 # libdnnl-dev's CMake config requires OpenCL (a package it only recommends), so it is listed too.
+# The data the tools train on comes from Debian too: dict-gcide (the GCIDE dictionary, the default
+# text corpus, read gzip-compressed through zlib1g-dev) and dataset-fashion-mnist (the image task);
+# gnuplot-nox draws rewind-ablate's plots.
 readonly PACKAGES=(g++ cmake ninja-build libdnnl-dev ocl-icd-opencl-dev libfmt-dev doctest-dev
-  libcli11-dev nlohmann-json3-dev)
+  libcli11-dev nlohmann-json3-dev zlib1g-dev dict-gcide dataset-fashion-mnist gnuplot-nox)
 # Only for `fuzz`: clang with libFuzzer (in compiler-rt) and the OpenMP runtime clang links.
 readonly FUZZ_PACKAGES=(clang libclang-rt-dev libomp-dev)
 

@@ -1,0 +1,2 @@
+// rewind-ablate: placeholder until the tool is written.
+int main() { return 1; }
