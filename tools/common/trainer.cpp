@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "autograd/tape.h"
+#include "common/checkpoint_model.h"
 #include "common/progress.h"
 #include "common/stop_signal.h"
 #include "core/generator_scope.h"
@@ -23,7 +24,6 @@
 namespace rw::tools {
 namespace {
 
-constexpr const char* kModelPrefix = "model.";
 constexpr const char* kTrainPrefix = "train.";
 
 void check_options(const TrainOptions& o) {
@@ -50,8 +50,7 @@ void check_options(const TrainOptions& o) {
 std::map<std::string, std::string> checkpoint_metadata(const reformer::ReformerConfig& config,
                                                        const TrainOptions& options,
                                                        PhiloxState data_state) {
-  std::map<std::string, std::string> meta;
-  for (const auto& [k, v] : config.to_map()) meta[kModelPrefix + k] = v;
+  std::map<std::string, std::string> meta = model_config_entries(config);
   meta[std::string(kTrainPrefix) + "optimizer"] = options.optimizer;
   meta[std::string(kTrainPrefix) + "data.seed"] = std::to_string(data_state.seed);
   meta[std::string(kTrainPrefix) + "data.stream"] = std::to_string(data_state.stream);
@@ -95,15 +94,10 @@ Trainer::Trainer(reformer::ReformerConfig config, TrainOptions options,
 
 std::unique_ptr<Trainer> Trainer::resume(const std::filesystem::path& checkpoint,
                                          TrainOptions options, std::unique_ptr<TrainingData> data) {
-  nn::Checkpoint ckpt = nn::load_checkpoint(checkpoint);
-  std::map<std::string, std::string> model_config;
-  for (const auto& [k, v] : ckpt.config) {
-    if (k.starts_with(kModelPrefix)) model_config[k.substr(std::string(kModelPrefix).size())] = v;
-  }
-  RW_CHECK(!model_config.empty(),
-           "{}: the checkpoint holds no model config (not written by "
-           "rewind-train?)",
-           checkpoint.string());
+  // The model's config and parameters are read as every tool reads them
+  // (common/checkpoint_model.h).
+  const nn::Checkpoint ckpt = read_checkpoint_file(checkpoint);
+  reformer::ReformerConfig config = checkpoint_model_config(ckpt, checkpoint);
   const std::string optimizer_key = std::string(kTrainPrefix) + "optimizer";
   auto opt = ckpt.config.find(optimizer_key);
   RW_CHECK(opt != ckpt.config.end() && opt->second == options.optimizer,
@@ -114,9 +108,8 @@ std::unique_ptr<Trainer> Trainer::resume(const std::filesystem::path& checkpoint
       parse_u64(checkpoint, std::string(kTrainPrefix) + "data.stream", ckpt.config),
       parse_u64(checkpoint, std::string(kTrainPrefix) + "data.counter", ckpt.config)};
 
-  auto trainer = std::make_unique<Trainer>(reformer::ReformerConfig::from_map(model_config),
-                                           std::move(options), std::move(data));
-  trainer->model_->load_state_dict(ckpt.model);
+  auto trainer = std::make_unique<Trainer>(std::move(config), std::move(options), std::move(data));
+  load_checkpoint_parameters(*trainer->model_, ckpt, checkpoint);
   trainer->optimizer_->load_state_dict(ckpt.optimizer);
   trainer->generator_.set_state(ckpt.rng);
   trainer->data_->set_state(data_state);
