@@ -55,7 +55,10 @@ const char* split_name(Split split) {
 }
 
 ByteDataset::ByteDataset(std::string path, Device device)
-    : path_(std::move(path)), device_(device), bytes_(read_file(path_)) {
+    : ByteDataset(read_file(path), path, device) {}
+
+ByteDataset::ByteDataset(std::vector<uint8_t> bytes, std::string name, Device device)
+    : path_(std::move(name)), device_(device), bytes_(std::move(bytes)) {
   RW_CHECK(size() >= kHeldOutDivisor,
            "ByteDataset: '{}' has {} bytes, too few for a 90/5/5 train/valid/test split (needs at "
            "least {})",

@@ -39,7 +39,12 @@ class ByteDataset {
   // Reads the whole file. rw::Error naming the file when it is missing, not a regular file,
   // unreadable, or too small to give every split at least one byte (fewer than 20 bytes).
   explicit ByteDataset(std::string path, Device device = Device::cpu());
+  // Bytes already in memory (a decompressed file, generated text); `name` stands for the file in
+  // errors and path() (e.g. the compressed file's path). rw::Error naming it when the bytes are
+  // too few to split (fewer than 20).
+  ByteDataset(std::vector<uint8_t> bytes, std::string name, Device device = Device::cpu());
 
+  // The file's path, or the name given with the bytes.
   const std::string& path() const { return path_; }
   Device device() const { return device_; }
   int64_t size() const { return static_cast<int64_t>(bytes_.size()); }

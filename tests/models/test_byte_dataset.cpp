@@ -193,3 +193,45 @@ TEST_CASE("ByteDataset errors name the file and the sizes") {
   m = error_message([&] { WindowSampler(data, Split::train, 0, 0); });
   CHECK(contains(m, "window length must be positive, got 0"));
 }
+
+TEST_CASE("ByteDataset from bytes in memory: same splits and windows as from the file") {
+  rw::test::TempDir dir("bytes");
+  const std::string path = write_bytes(dir, "data", 3000);
+  std::vector<uint8_t> bytes;
+  for (int64_t i = 0; i < 3000; ++i) bytes.push_back(static_cast<uint8_t>(byte_at(i)));
+  const ByteDataset from_file(path);
+  const ByteDataset from_bytes(bytes, "corpus.gz");
+  CHECK(from_bytes.path() == "corpus.gz");
+  CHECK(from_bytes.size() == 3000);
+  for (Split split : {Split::train, Split::valid, Split::test}) {
+    CAPTURE(rw::reformer::split_name(split));
+    CHECK(from_bytes.split_size(split) == from_file.split_size(split));
+    CHECK(from_bytes.split_offset(split) == from_file.split_offset(split));
+  }
+  const std::vector<int64_t> starts{0, 7, 50, 148 - 12};
+  const ByteWindows a = from_file.windows(Split::test, starts, 11);
+  const ByteWindows b = from_bytes.windows(Split::test, starts, 11);
+  CHECK(a.inputs.to_vector<int64_t>() == b.inputs.to_vector<int64_t>());
+  CHECK(a.targets.to_vector<int64_t>() == b.targets.to_vector<int64_t>());
+  // Test split: 150 bytes at 2850.
+  CHECK(row(b.inputs, 1)[0] == byte_at(2850 + 7));
+
+  // Samplers over either give the same windows for the same seed.
+  WindowSampler file_sampler(std::make_shared<ByteDataset>(path), Split::train, 32, 4);
+  WindowSampler bytes_sampler(std::make_shared<ByteDataset>(bytes, "corpus.gz"), Split::train, 32,
+                              4);
+  CHECK(file_sampler.next(3).inputs.to_vector<int64_t>() ==
+        bytes_sampler.next(3).inputs.to_vector<int64_t>());
+}
+
+TEST_CASE("ByteDataset from bytes: errors name the given name") {
+  using rw::test::contains;
+  using rw::test::error_message;
+  const std::vector<uint8_t> few(19, 'x');
+  CHECK(contains(error_message([&] { ByteDataset data(few, "tiny.gz"); }),
+                 "ByteDataset: 'tiny.gz' has 19 bytes, too few for a 90/5/5"));
+  CHECK_NOTHROW(ByteDataset(std::vector<uint8_t>(20, 'x'), "enough"));
+  const ByteDataset data(std::vector<uint8_t>(400, 'x'), "memory text");
+  CHECK(contains(error_message([&] { data.check_window_fits(Split::valid, 20); }),
+                 "the valid split of 'memory text' has 20 bytes (file: 400 bytes)"));
+}

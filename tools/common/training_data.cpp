@@ -2,22 +2,57 @@
 
 #include <fmt/format.h>
 
+#include <filesystem>
+#include <utility>
+
+#include "common/compressed_file.h"
+#include "common/image_data.h"
+#include "core/error.h"
 #include "core/ops.h"
 
 namespace rw::tools {
 
-ByteTextData::ByteTextData(const std::string& path, int64_t length, uint64_t seed)
-    : data_(std::make_shared<reformer::ByteDataset>(path)),
+ByteTextData::ByteTextData(const std::string& path, int64_t length, uint64_t seed,
+                           std::string label)
+    : label_(std::move(label)),
+      data_(std::make_shared<reformer::ByteDataset>(read_file_bytes(path), path)),
       length_(length),
       sampler_(data_, reformer::Split::train, length, seed) {
   data_->check_window_fits(reformer::Split::valid, length);
 }
 
 std::string ByteTextData::description() const {
-  return fmt::format("{} ({} bytes: {} train, {} valid, {} test)", data_->path(), data_->size(),
-                     data_->split_size(reformer::Split::train),
-                     data_->split_size(reformer::Split::valid),
-                     data_->split_size(reformer::Split::test));
+  return fmt::format(
+      "{}{} ({} bytes: {} train, {} valid, {} test)", label_.empty() ? "" : label_ + ": ",
+      data_->path(), data_->size(), data_->split_size(reformer::Split::train),
+      data_->split_size(reformer::Split::valid), data_->split_size(reformer::Split::test));
+}
+
+std::unique_ptr<ByteTextData> gcide_corpus(int64_t length, uint64_t seed, const std::string& path) {
+  RW_CHECK(std::filesystem::exists(path),
+           "the default corpus (GCIDE) is not installed: {} is missing. Install Debian's "
+           "dict-gcide package (tools/setup.sh does: apt-get install dict-gcide) or pass "
+           "--data FILE to train on a text file of your own",
+           path);
+  return std::make_unique<ByteTextData>(path, length, seed, "GCIDE dictionary");
+}
+
+std::unique_ptr<TrainingData> open_training_data(const std::string& data,
+                                                 std::optional<int64_t> length, uint64_t seed) {
+  if (data == "fashion-mnist") {
+    auto images = fashion_mnist_data(seed);
+    RW_CHECK(!length || *length == images->length(),
+             "fashion-mnist: a sequence is one whole {}x{} image, {} pixels, so the length cannot "
+             "be {} (leave --length out)",
+             images->rows(), images->cols(), images->length(), *length);
+    return images;
+  }
+  const int64_t text_length = length.value_or(kDefaultTextLength);
+  if (data.empty() || data == "gcide") return gcide_corpus(text_length, seed);
+  RW_CHECK(std::filesystem::exists(data),
+           "--data: no such file '{}' (give a file, or one of the names gcide, fashion-mnist)",
+           data);
+  return std::make_unique<ByteTextData>(data, text_length, seed);
 }
 
 TokenBatch ByteTextData::next(int64_t batch_size) {
