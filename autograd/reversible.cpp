@@ -36,6 +36,8 @@ std::any BlockCache::take(const void* owner) {
 
 BlockCache* current_block_cache() { return t_block_cache; }
 
+bool recomputing_for_backward() { return t_block_cache != nullptr && t_block_cache->replaying(); }
+
 BlockCacheScope::BlockCacheScope(BlockCache* cache, bool replaying) : previous_(t_block_cache) {
   t_block_cache = cache;
   if (cache == nullptr) return;

@@ -144,6 +144,14 @@ class BlockCache {
 
 BlockCache* current_block_cache();
 
+// Whether the code running now is a reversible stack's recomputation of a block function in
+// backward (current_block_cache() is replaying). Such a recomputation is differentiated right
+// after it returns, one block at a time, so an op may keep per-call intermediates for its backward
+// (the chunked feed-forward's pre-activations) instead of computing
+// them again there: the memory is one block's, never the stack's. Ops should still bound what they
+// keep (a fixed budget), since one block's intermediates grow with the sequence length.
+bool recomputing_for_backward();
+
 // Installs `cache` (or null) as current_block_cache() while alive; with replaying = true, rewinds
 // every owner's values to the first. Used by reversible_stack; public for custom reversible layers.
 class BlockCacheScope {

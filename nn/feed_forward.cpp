@@ -1,12 +1,15 @@
 #include "nn/feed_forward.h"
 
 #include <algorithm>
+#include <any>
+#include <atomic>
 #include <functional>
 #include <span>
 #include <utility>
 #include <vector>
 
 #include "autograd/function.h"
+#include "autograd/reversible.h"
 #include "autograd/tape.h"
 #include "core/ops.h"
 #include "nn/dropout.h"
@@ -53,6 +56,20 @@ struct ChunkGradients {
   Tensor w1_t, b1, w2, b2, w3_t, b3;
 };
 
+// A chunk's pre-activations kept by a reversible recomputation's forward for its backward.
+struct KeptChunk {
+  Tensor a, a3;
+};
+// Per chunk, in order; undefined entries were over the budget (or already used).
+struct KeptChunks {
+  std::vector<KeptChunk> chunks;
+};
+
+std::atomic<int64_t> hidden_computed{0}, hidden_reused{0};
+void count_hidden_chunk(bool reused) {
+  (reused ? hidden_reused : hidden_computed).fetch_add(1, std::memory_order_relaxed);
+}
+
 // Everything about one chunked call that forward and backward share.
 struct ChunkPlan {
   Activation activation;
@@ -66,17 +83,31 @@ struct ChunkPlan {
 
   // The block on the chunk of x starting at `start` along dim.
   Tensor run(const Tensor& x_chunk, const Weights& w, int64_t start) const {
+    count_hidden_chunk(false);
     return feed_forward(x_chunk, w, activation, [&](const Tensor& h) {
       return dropout_p > 0 ? dropout_slice(h, dropout_p, key, hidden_shape, dim, start) : h;
     });
   }
 
+  // The same as run(), keeping the pre-activations a = W1 x + b1 (and, for swiglu, a3 = W3 x + b3)
+  // for backward_chunk.
+  Tensor run_keeping(const Tensor& x_chunk, const Weights& w, int64_t start,
+                     KeptChunk& kept) const {
+    count_hidden_chunk(false);
+    kept.a = linear(x_chunk, w.w1, w.b1);
+    kept.a3 = w.w3.defined() ? linear(x_chunk, w.w3, w.b3) : Tensor();
+    Tensor hidden = kept.a3.defined() ? mul(silu(kept.a), kept.a3) : activate(kept.a, activation);
+    if (dropout_p > 0) hidden = dropout_slice(hidden, dropout_p, key, hidden_shape, dim, start);
+    return linear(hidden, w.w2, w.b2);
+  }
+
   // The backward of one chunk, written out: recomputes only the hidden pre-activations (not the
-  // output projection, whose value the gradient does not need), differentiates the activation and
-  // dropout on a small local tape, and adds the parameter gradients into `acc`. Returns the
-  // chunk's input gradient (undefined unless need_dx).
+  // output projection, whose value the gradient does not need) unless `kept` holds them,
+  // differentiates the activation and dropout on a small local tape, and adds the parameter
+  // gradients into `acc`. Returns the chunk's input gradient (undefined unless need_dx).
   Tensor backward_chunk(const Tensor& x_chunk, const Weights& w, const Tensor& g_chunk,
-                        int64_t start, bool need_dx, ChunkGradients& acc) const {
+                        int64_t start, bool need_dx, ChunkGradients& acc,
+                        KeptChunk kept = {}) const {
     NoGradGuard no_grad;
     const int64_t d_model = x_chunk.size(-1);
     const int64_t d_ff = w.w1.size(0);
@@ -84,8 +115,15 @@ struct ChunkPlan {
     const DType dt = promote_types(x_chunk.dtype(), w.w1.dtype());
     Tensor x2 = x_chunk.to(dt).reshape({rows, d_model});
     Tensor g2 = g_chunk.to(dt).reshape({rows, d_model});
-    Tensor a = linear(x2, w.w1, w.b1);
-    Tensor a3 = w.w3.defined() ? linear(x2, w.w3, w.b3) : Tensor();
+    const bool use_kept = kept.a.defined() && kept.a.dtype() == dt;
+    if (use_kept) count_hidden_chunk(true);
+    if (!use_kept) count_hidden_chunk(false);
+    Tensor a = use_kept ? kept.a.reshape({rows, d_ff}) : linear(x2, w.w1, w.b1);
+    kept.a = Tensor();
+    Tensor a3 = !w.w3.defined() ? Tensor()
+                : use_kept      ? kept.a3.reshape({rows, d_ff})
+                                : linear(x2, w.w3, w.b3);
+    kept.a3 = Tensor();
     // hidden = dropout(act(a)) (or dropout(silu(a) * a3)) on a local tape, differentiated below.
     Tensor hidden, da, da3;
     {
@@ -137,6 +175,16 @@ struct ChunkPlan {
 };
 
 }  // namespace
+
+ChunkedFeedForwardCounters chunked_feed_forward_counters() {
+  return {.hidden_chunks_computed = hidden_computed.load(),
+          .hidden_chunks_reused = hidden_reused.load()};
+}
+
+void reset_chunked_feed_forward_counters() {
+  hidden_computed = 0;
+  hidden_reused = 0;
+}
 
 FeedForward::FeedForward(int64_t d_model, int64_t d_ff, FeedForwardOptions options,
                          Generator& generator)
@@ -197,6 +245,12 @@ Tensor ChunkedFeedForward::forward(const Tensor& x, PhiloxState dropout_key) {
 
   Shape hidden_shape = x.shape();
   hidden_shape.back() = d_ff();
+  // A reversible recomputation is differentiated right after it: keep the pre-activations (up to
+  // kKeptHiddenElements) so its backward does not compute them a second time.
+  const Weights weights = weights_of(*this);
+  const bool keep = recomputing_for_backward() && grad_mode_enabled() &&
+                    needs_grad(std::span<const Tensor>(as_inputs(x, weights))) &&
+                    x.dtype() == weights.w1.dtype();
   const ChunkPlan plan{.activation = options().activation,
                        .dropout_p = dropout_active() ? options().dropout : 0,
                        .key = dropout_key,
@@ -209,14 +263,27 @@ Tensor ChunkedFeedForward::forward(const Tensor& x, PhiloxState dropout_key) {
       // Runs without recording (CustomFunction::apply turns grad mode off): each chunk's
       // activations die before the next chunk starts; only x, the parameters and y stay.
       .forward =
-          [plan](FunctionContext& ctx, std::span<const Tensor> in) {
+          [plan, keep](FunctionContext& ctx, std::span<const Tensor> in) {
             ctx.save_for_backward(std::vector<Tensor>(in.begin(), in.end()));
             const Tensor& x = in[0];
             const Weights w = weights_from(in);
+            auto kept = keep ? std::make_shared<KeptChunks>() : nullptr;
+            int64_t kept_elements = 0;
             Tensor y;
             for (int64_t start = 0; start < plan.length(); start += plan.chunk_size) {
               const int64_t n = std::min(plan.chunk_size, plan.length() - start);
-              Tensor y_chunk = plan.run(x.narrow(plan.dim, start, n), w, start);
+              const Tensor x_chunk = x.narrow(plan.dim, start, n);
+              const int64_t hidden_elements =
+                  x_chunk.numel() / x.size(-1) * w.w1.size(0) * (w.w3.defined() ? 2 : 1);
+              Tensor y_chunk;
+              if (kept && kept_elements + hidden_elements <= kKeptHiddenElements) {
+                kept_elements += hidden_elements;
+                kept->chunks.emplace_back();
+                y_chunk = plan.run_keeping(x_chunk, w, start, kept->chunks.back());
+              } else {
+                if (kept) kept->chunks.emplace_back();
+                y_chunk = plan.run(x_chunk, w, start);
+              }
               if (!y.defined()) {
                 Shape y_shape = y_chunk.shape();
                 y_shape[static_cast<std::size_t>(plan.dim)] = plan.length();
@@ -224,6 +291,7 @@ Tensor ChunkedFeedForward::forward(const Tensor& x, PhiloxState dropout_key) {
               }
               copy_(y.narrow(plan.dim, start, n), y_chunk);
             }
+            if (kept) ctx.state = kept;
             return std::vector<Tensor>{y};
           },
       .backward =
@@ -233,11 +301,21 @@ Tensor ChunkedFeedForward::forward(const Tensor& x, PhiloxState dropout_key) {
             const Weights w = weights_from(saved);
             ChunkGradients acc;
             Tensor dx = ctx.needs_input_grad(0) ? empty(x.shape(), options_of(x)) : Tensor();
-            for (int64_t start = 0; start < plan.length(); start += plan.chunk_size) {
+            auto* kept = ctx.state.has_value()
+                             ? std::any_cast<std::shared_ptr<KeptChunks>&>(ctx.state).get()
+                             : nullptr;
+            std::size_t chunk = 0;
+            for (int64_t start = 0; start < plan.length(); start += plan.chunk_size, ++chunk) {
               const int64_t n = std::min(plan.chunk_size, plan.length() - start);
-              Tensor dx_chunk =
-                  plan.backward_chunk(x.narrow(plan.dim, start, n), w,
-                                      grad[0].narrow(plan.dim, start, n), start, dx.defined(), acc);
+              // Taken, not copied: each chunk's memory goes as soon as it is used (and a second
+              // backward recomputes).
+              KeptChunk kept_chunk;
+              if (kept != nullptr && chunk < kept->chunks.size()) {
+                kept_chunk = std::exchange(kept->chunks[chunk], KeptChunk{});
+              }
+              Tensor dx_chunk = plan.backward_chunk(x.narrow(plan.dim, start, n), w,
+                                                    grad[0].narrow(plan.dim, start, n), start,
+                                                    dx.defined(), acc, std::move(kept_chunk));
               if (dx.defined()) copy_(dx.narrow(plan.dim, start, n), dx_chunk);
             }
             // Only the gradients asked for (the accumulators hold all of them).
@@ -256,8 +334,7 @@ Tensor ChunkedFeedForward::forward(const Tensor& x, PhiloxState dropout_key) {
             return grads;
           },
   };
-  const Weights w = weights_of(*this);
-  return fn.apply1(as_inputs(x, w));
+  return fn.apply1(as_inputs(x, weights));
 }
 
 }  // namespace rw::nn

@@ -75,6 +75,21 @@ struct FeedForwardChunking {
   int64_t chunk_dim = -2;   // the sequence dim of x (default: [..., L, d_model])
 };
 
+// The most pre-activation elements (summed over chunks, [positions, d_ff], twice that for swiglu)
+// a chunked call keeps from a reversible recomputation's forward for its backward
+// (rw::recomputing_for_backward()): 2^25 is 128 MiB of f32; chunks beyond it recompute them.
+inline constexpr int64_t kKeptHiddenElements = int64_t{1} << 25;
+
+// How many chunks' pre-activations (W1 x) ChunkedFeedForward computed, and how many of its
+// backward chunks took them from what a reversible recomputation kept, on all threads since the
+// last reset (for the benchmarks and the tests of that saving).
+struct ChunkedFeedForwardCounters {
+  int64_t hidden_chunks_computed = 0;
+  int64_t hidden_chunks_reused = 0;
+};
+ChunkedFeedForwardCounters chunked_feed_forward_counters();
+void reset_chunked_feed_forward_counters();
+
 class ChunkedFeedForward : public FeedForward {
  public:
   // Draws the same parameters as FeedForward(d_model, d_ff, options, generator).
@@ -87,7 +102,9 @@ class ChunkedFeedForward : public FeedForward {
   // the output) and whose backward recomputes each chunk on a local tape, backpropagates that
   // chunk's output gradient, and accumulates the input-gradient slice and the parameter gradients.
   // Each chunk's dropout mask is its slice of the mask FeedForward draws from the same key
-  // (nn::dropout_slice), so the recomputation drops exactly what forward dropped.
+  // (nn::dropout_slice), so the recomputation drops exactly what forward dropped. Inside a
+  // reversible recomputation (rw::recomputing_for_backward()) forward keeps each chunk's
+  // pre-activations (up to kKeptHiddenElements) and backward uses them instead of recomputing.
   Tensor forward(const Tensor& x, PhiloxState dropout_key) override;
 
   const FeedForwardChunking& chunking() const { return chunking_; }
