@@ -151,6 +151,12 @@ std::pair<Tensor, Tensor> IncrementalDecoder::run_layer(int64_t i, const Tensor&
     GeneratorScope scope(generator);
     gy = layer->feed_forward_block(y1);
   }
+  if (model_.config().standard_residual) {
+    // One stream (x1 == x2 == x): x + F(x) + G(x + F(x)) continues in both halves, and their
+    // mean at the end is that stream.
+    Tensor y = add(y1, gy);
+    return {y, y};
+  }
   return {y1, add(x2, gy)};
 }
 

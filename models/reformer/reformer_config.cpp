@@ -109,6 +109,9 @@ void ReformerConfig::validate() const {
            chunks_before, chunks_after);
   RW_CHECK(n_buckets == 0 || n_buckets == 1 || (n_buckets > 0 && n_buckets % 2 == 0),
            "ReformerConfig: n_buckets must be 0 (automatic), 1 or even, got {}", n_buckets);
+  RW_CHECK(!(standard_residual && reversible),
+           "ReformerConfig: standard_residual needs reversible = false (a one-stream residual "
+           "x + F(x) cannot be inverted)");
   RW_CHECK(ff_chunk >= 0, "ReformerConfig: ff_chunk must be >= 0 (0: unchunked), got {}", ff_chunk);
   RW_CHECK(attention.size() == 1 || static_cast<int64_t>(attention.size()) == n_layers,
            "ReformerConfig: attention lists {} kinds; give one for every layer or one per layer "
@@ -226,6 +229,7 @@ const std::map<std::string, Field>& fields() {
       {"n_buckets", int_field(&ReformerConfig::n_buckets)},
       {"count_duplicates", bool_field(&ReformerConfig::count_duplicates)},
       {"reversible", bool_field(&ReformerConfig::reversible)},
+      {"standard_residual", bool_field(&ReformerConfig::standard_residual)},
       {"ff_chunk", int_field(&ReformerConfig::ff_chunk)},
       {"ff_activation",
        {[](const ReformerConfig& c) { return nn::to_string(c.ff_activation); },

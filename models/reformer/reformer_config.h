@@ -4,7 +4,8 @@
 //
 //   rw::reformer::ReformerConfig cfg;            // a 6-layer LSH Reformer over bytes
 //   cfg.attention = {rw::reformer::AttentionKind::full};   // the full-attention baseline
-//   cfg.reversible = false;                      // plain residual (Fig. 3 right)
+//   cfg.reversible = false;                      // the same two streams, all kept for backward
+//   cfg.standard_residual = true;                // + one stream: a Transformer (Fig. 3 right)
 //   cfg.validate();                              // rw::Error naming the field and value
 //   auto saved = cfg.to_map();                   // Checkpoint::config
 //   auto again = rw::reformer::ReformerConfig::from_map(saved);
@@ -51,7 +52,11 @@ struct ReformerConfig {
   bool count_duplicates = false;
 
   bool reversible = true;  // false: the same layers as a plain residual stack
-  int64_t ff_chunk = 0;    // > 0: chunked feed-forward over that many positions; 0: unchunked
+  // The Transformer's residual on one stream, x + F(x) then that + G(that), instead of the two
+  // streams of the reversible layers: the baseline of the paper's Fig. 3 (right). Needs
+  // reversible = false (a one-stream residual cannot be inverted).
+  bool standard_residual = false;
+  int64_t ff_chunk = 0;  // > 0: chunked feed-forward over that many positions; 0: unchunked
   nn::Activation ff_activation = nn::Activation::gelu;
 
   double dropout = 0;            // on the embeddings and on each block's output

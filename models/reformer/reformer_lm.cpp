@@ -75,6 +75,15 @@ Tensor train_dropout(const Tensor& x, double p, bool training) {
   return dropout(x, p, current_generator().next(x.numel()));
 }
 
+// Runs f under a generator forked from current_generator(), as reversible_stack runs each F and G,
+// so the standard residual draws its dropout masks and LSH rotations in the same order.
+template <class F>
+Tensor run_forked(F&& f) {
+  Generator generator = current_generator().fork();
+  GeneratorScope scope(generator);
+  return f();
+}
+
 std::vector<Tensor> concat_parameters(const nn::Module& a, const nn::Module& b) {
   std::vector<Tensor> out = a.parameters();
   std::vector<Tensor> more = b.parameters();
@@ -149,6 +158,13 @@ ReformerLM::ReformerLM(ReformerConfig config, Generator& gen) : config_(std::mov
   }
 }
 
+void ReformerLM::set_reversible(bool reversible) {
+  RW_CHECK(!(reversible && config_.standard_residual),
+           "ReformerLM::set_reversible: this model has the standard one-stream residual, which "
+           "cannot be reversible");
+  config_.reversible = reversible;
+}
+
 const ReformerLayer& ReformerLM::layer(int64_t i) const {
   return *layers->get<ReformerLayer>(static_cast<std::size_t>(i));
 }
@@ -184,6 +200,15 @@ Tensor ReformerLM::hidden(const Tensor& tokens, const Tensor& key_padding_mask) 
   Tensor x = embedding->forward(tokens);
   if (positions) x = positions->forward(x);
   x = train_dropout(x, config_.dropout, is_training());
+
+  if (config_.standard_residual) {
+    for (int64_t i = 0; i < config_.n_layers; ++i) {
+      auto l = layers->get<ReformerLayer>(static_cast<std::size_t>(i));
+      x = add(x, run_forked([&] { return l->attention_block(x, key_padding_mask); }));
+      x = add(x, run_forked([&] { return l->feed_forward_block(x); }));
+    }
+    return final_norm->forward(x);
+  }
 
   std::vector<ReversibleBlock> blocks;
   blocks.reserve(static_cast<std::size_t>(config_.n_layers));

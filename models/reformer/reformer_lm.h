@@ -85,8 +85,9 @@ class ReformerLM : public nn::Module {
               int64_t ignore_index = -100);
 
   const ReformerConfig& config() const { return config_; }
-  // Switches between the reversible and the plain residual stack (same parameters).
-  void set_reversible(bool reversible) { config_.reversible = reversible; }
+  // Switches between the reversible and the plain residual stack (same parameters); rw::Error for
+  // a model with the standard one-stream residual, which cannot be reversible.
+  void set_reversible(bool reversible);
   const ReformerLayer& layer(int64_t i) const;
   // The output projection's weight [vocab_size, d_model] and bias [vocab_size].
   const Tensor& output_weight() const;

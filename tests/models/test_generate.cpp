@@ -94,6 +94,10 @@ std::vector<Case> model_cases() {
   plain.reversible = false;
   plain.tie_embeddings = true;
   cases.push_back({"plain residual full, lsh, tied", plain, {2, 0}});
+  ReformerConfig standard = small_config({K::local, K::lsh, K::full});
+  standard.reversible = false;
+  standard.standard_residual = true;
+  cases.push_back({"standard residual local, lsh, full", standard, {1, 2}});
   return cases;
 }
 

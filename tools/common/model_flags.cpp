@@ -42,7 +42,10 @@ void ModelFlags::add_to(CLI::App& app) {
                "LSH: correct for keys attended several times across rounds")
       ->group(group);
   app.add_flag("--reversible,!--no-reversible", c.reversible,
-               "reversible residual layers (off: plain residual)")
+               "reversible residual layers (off: the same two streams, kept for backward)")
+      ->group(group);
+  app.add_flag("--standard-residual", c.standard_residual,
+               "the Transformer's one-stream residual x + F(x), x + G(x) (implies --no-reversible)")
       ->group(group);
   app.add_option("--ff-chunk", c.ff_chunk, "positions per feed-forward chunk (0: unchunked)")
       ->group(group)
@@ -91,6 +94,7 @@ reformer::ReformerConfig ModelFlags::config(int64_t vocab_size, int64_t length) 
   c.positions = reformer::parse_position_kind(positions);
   c.axial_shape = axial_shape;
   c.max_len = max_len > 0 ? max_len : length;
+  if (c.standard_residual) c.reversible = false;
   c.validate();
   return c;
 }
