@@ -5,23 +5,17 @@
 // series (the least-squares slope of log time against log length). The Reformer's Fig. 5 and the
 // speed targets of issue 5 are stated in these terms.
 #include <algorithm>
-#include <chrono>
-#include <cmath>
 #include <cstdio>
-#include <map>
 #include <memory>
 #include <string>
 #include <utility>
 
 #include <fmt/format.h>
 
-#include "autograd/tape.h"
-#include "core/allocator.h"
-#include "core/generator_scope.h"
-#include "core/ops.h"
-#include "models/reformer/lsh_self_attention.h"
-#include "nn/attention.h"
 #include "registry.h"
+
+// The measuring code is shared with `rewind-ablate speed`.
+#include "common/attention_timing.h"
 
 namespace rw::bench {
 namespace {
@@ -45,74 +39,11 @@ struct AttentionOptions {
   double fit_from = 4096;  // the second exponent fits only lengths >= this
 };
 
-struct Measurement {
-  double seconds = 1e300;
-  int64_t peak = 0;  // bytes above what was live before the run (parameters, input)
-};
-
-// One forward + backward of `layer` on a fresh [1, L, d_model] input, `reps` times.
-Measurement measure(nn::Module& layer, int64_t length, int64_t d_model, int64_t reps) {
-  Generator data(2);
-  Tensor x = randn({1, length, d_model}, data).requires_grad_();
-  Generator cot_gen(3);
-  Tensor cotangent = randn({1, length, d_model}, cot_gen);
-  Measurement m;
-  Generator layer_rng(4);
-  GeneratorScope scope(layer_rng);  // LSH rotations are drawn from the current generator
-  auto run_once = [&] {
-    layer.zero_grad();
-    x.zero_grad();
-    current_tape().sweep();
-    const int64_t before = memory_stats().allocated_bytes;
-    reset_peak_memory();
-    const auto t0 = std::chrono::steady_clock::now();
-    {
-      Tensor y = layer.forward(x);
-      backward(y, cotangent);
-    }
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    m.seconds = std::min(m.seconds, s);
-    m.peak = std::max(m.peak, memory_stats().peak_allocated_bytes - before);
-  };
-  // A warm-up run (oneDNN primitives, allocator pools) where it is cheap next to the timing.
-  run_once();
-  const double first = m.seconds;
-  if (first < 1.0) m.seconds = 1e300;
-  for (int64_t rep = first < 1.0 ? 0 : 1; rep < reps; ++rep) run_once();
-  return m;
-}
-
-std::shared_ptr<nn::Module> make_layer(const std::string& kind, int64_t n_hashes,
-                                       const AttentionOptions& o) {
-  Generator init(1);
-  if (kind == "full") {
-    return std::make_shared<nn::MultiHeadAttention>(
-        o.d_model, o.heads,
-        nn::MultiHeadAttentionOptions{.causal = o.causal, .shared_qk = true, .bias = false}, init);
-  }
-  return std::make_shared<reformer::LSHSelfAttention>(
-      o.d_model, o.heads,
-      reformer::LSHSelfAttentionOptions{
-          .lsh = {.chunk_len = o.chunk, .n_hashes = n_hashes, .causal = o.causal}},
-      init);
-}
-
-// Least-squares slope of log(seconds) against log(length).
-double fitted_exponent(const std::vector<std::pair<int64_t, double>>& points) {
-  const auto n = static_cast<double>(points.size());
-  double sx = 0, sy = 0, sxx = 0, sxy = 0;
-  for (auto [length, seconds] : points) {
-    const double x = std::log(static_cast<double>(length)), y = std::log(seconds);
-    sx += x;
-    sy += y;
-    sxx += x * x;
-    sxy += x * y;
-  }
-  return (n * sxy - sx * sy) / (n * sxx - sx * sx);
-}
-
 std::string exponent_cell(const std::vector<std::pair<int64_t, double>>& points) {
-  return points.size() < 2 ? std::string("-") : fmt::format("{:.2f}", fitted_exponent(points));
+  if (points.size() < 2) return "-";
+  std::vector<std::pair<double, double>> xy;
+  for (auto [length, seconds] : points) xy.emplace_back(static_cast<double>(length), seconds);
+  return fmt::format("{:.2f}", tools::fitted_exponent(xy));
 }
 
 std::vector<Table> run(const AttentionOptions& o) {
@@ -134,8 +65,7 @@ std::vector<Table> run(const AttentionOptions& o) {
       int64_t last_peak = 0;
       for (std::size_t i = 0; i < lengths.size(); ++i) {
         const int64_t L = lengths[i];
-        const double lxl_bytes = 3.0 * static_cast<double>(o.heads) * static_cast<double>(L) *
-                                 static_cast<double>(L) * 4;
+        const double lxl_bytes = tools::full_attention_score_bytes(1, o.heads, L);
         if (kind == "full" && lxl_bytes > o.full_memory_cap_gb * 1e9) {
           std::fprintf(stderr, "attention: full, L %ld skipped (L x L scores ~%.1f GB > cap)\n",
                        static_cast<long>(L), lxl_bytes / 1e9);
@@ -143,8 +73,14 @@ std::vector<Table> run(const AttentionOptions& o) {
         }
         std::fprintf(stderr, "attention: %s, L %ld, hashes %ld\n", kind.c_str(),
                      static_cast<long>(L), static_cast<long>(n_hashes));
-        auto layer = make_layer(kind, n_hashes, o);
-        const Measurement m = measure(*layer, L, o.d_model, o.reps);
+        auto layer = tools::make_attention_layer({.kind = kind,
+                                                  .n_hashes = n_hashes,
+                                                  .d_model = o.d_model,
+                                                  .heads = o.heads,
+                                                  .chunk = o.chunk,
+                                                  .causal = o.causal});
+        const tools::AttentionTiming m =
+            tools::time_attention(*layer, {.length = L, .d_model = o.d_model, .reps = o.reps});
         points.emplace_back(L, m.seconds);
         last_peak = m.peak;
         rows.rows.push_back({kind, std::to_string(L),

@@ -21,6 +21,9 @@
 #include "nn/losses.h"
 #include "registry.h"
 
+// The training step's measurement is shared with `rewind-ablate memory`.
+#include "common/training_step_timing.h"
+
 namespace rw::bench {
 namespace {
 
@@ -74,14 +77,8 @@ std::unique_ptr<nn::Optimizer> make_optimizer(const std::string& name,
   return nullptr;
 }
 
-struct StepResult {
-  double fwd_bwd_s = 1e300;  // best over reps
-  double step_s = 0;         // the optimizer update of that rep (0 without an optimizer)
-  int64_t peak = 0;          // allocator peak above what was live before the step
-  int64_t params = 0;        // parameter bytes
-};
-
-StepResult measure_step(const ModelOptions& o, int64_t depth, int64_t length, int64_t max_len) {
+tools::StepTiming measure_step(const ModelOptions& o, int64_t depth, int64_t length,
+                               int64_t max_len) {
   Generator gen(1);
   auto model = std::make_shared<reformer::ReformerLM>(config_for(o, depth, max_len), gen);
   model->train();
@@ -89,32 +86,8 @@ StepResult measure_step(const ModelOptions& o, int64_t depth, int64_t length, in
   Generator data(2);
   Tensor tokens = randint(0, o.vocab, {o.batch, length}, data, {.dtype = DType::i64});
   Tensor targets = randint(0, o.vocab, {o.batch, length}, data, {.dtype = DType::i64});
-  StepResult r;
-  for (const Tensor& p : model->parameters()) r.params += static_cast<int64_t>(p.nbytes());
-  for (int64_t rep = 0; rep < o.reps; ++rep) {
-    model->zero_grad();
-    current_tape().sweep();
-    const int64_t before = memory_stats().allocated_bytes;
-    reset_peak_memory();
-    const auto t0 = Clock::now();
-    {
-      Tensor loss = model->loss(tokens, targets);
-      backward(loss);
-    }
-    const double fb = seconds_since(t0);
-    double st = 0;
-    if (opt) {
-      const auto t1 = Clock::now();
-      opt->step();
-      st = seconds_since(t1);
-    }
-    if (fb < r.fwd_bwd_s) {
-      r.fwd_bwd_s = fb;
-      r.step_s = st;
-    }
-    r.peak = std::max(r.peak, memory_stats().peak_allocated_bytes - before);
-  }
-  return r;
+  return tools::time_training_step(*model, tokens, targets,
+                                   {.reps = o.reps, .optimizer = opt.get()});
 }
 
 std::string mb(int64_t bytes) { return fmt::format("{:.1f}", static_cast<double>(bytes) / 1e6); }
@@ -138,7 +111,7 @@ Table step_table(const ModelOptions& o) {
     for (int64_t length : o.lengths) {
       std::fprintf(stderr, "model: depth %ld, length %ld\n", static_cast<long>(depth),
                    static_cast<long>(length));
-      const StepResult r = measure_step(o, depth, length, max_len);
+      const tools::StepTiming r = measure_step(o, depth, length, max_len);
       const double tokens = static_cast<double>(length * o.batch);
       std::vector<std::string> row = {o.attention,
                                       std::to_string(length),
@@ -149,8 +122,8 @@ Table step_table(const ModelOptions& o) {
                                       std::to_string(r.peak),
                                       mb(r.peak)};
       if (with_opt) {
-        row.push_back(fmt::format("{:.3f}", r.step_s));
-        row.push_back(fmt::format("{:.3f}", r.fwd_bwd_s + r.step_s));
+        row.push_back(fmt::format("{:.3f}", r.optimizer_s));
+        row.push_back(fmt::format("{:.3f}", r.fwd_bwd_s + r.optimizer_s));
       }
       t.rows.push_back(std::move(row));
     }
