@@ -56,7 +56,7 @@ struct Plot {
 };
 
 struct Result {
-  std::string name;   // file stem, and the subcommand: "duplication"
+  std::string name;   // file stem, and the subcommand: "duplication" (empty: the experiment's)
   std::string title;  // "Table 2: duplication task, accuracy by training and evaluation attention"
   std::string settings;  // markdown: what ran at this scale, and how it differs from the paper
   Table table;
@@ -69,10 +69,16 @@ struct Result {
 struct Experiment {
   std::string name;         // the subcommand
   std::string description;  // its --help line
+  // Runs the experiment. When rw::tools::stop_requested() (SIGINT/SIGTERM; the Trainer then
+  // checkpoints and returns) it should return soon with whatever it has: the tool then writes
+  // nothing and exits with the signal's status, and the same command later resumes from
+  // work_dir. An exception is the experiment's error: `all` reports it and goes on.
   std::function<Result(const RunOptions&)> run;
   int order = 0;  // position in `all` and in REPORT.md (ascending)
 };
 
+// Adds an experiment; returns true, for a static initialiser. Throws rw::Error for a name that is
+// not lower-case letters, digits and '-', for "all", or for a name registered twice.
 bool register_experiment(Experiment experiment);
 // Sorted by order, then name.
 std::vector<Experiment> experiments();
