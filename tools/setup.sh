@@ -2,7 +2,8 @@
 # rewind's own setup: takes a fresh Debian 12 machine from a clone to a built, tested rewind.
 #
 #   tools/setup.sh run [ARGS...]  install what is missing, build (Release), run the main job on its
-#                                 built-in default (today: rewind-demo; ARGS go to it)
+#                                 built-in default: tools/main_job.sh trains a small Reformer on
+#                                 the GCIDE dictionary and samples from it (ARGS go to rewind-train)
 #   tools/setup.sh test           install, build, run the whole test suite with ctest, then build
 #                                 the suite again with -DREWIND_SANITIZE=address,undefined and run it
 #   tools/setup.sh build          install and build only
@@ -38,7 +39,7 @@ die() {
   exit 1
 }
 usage() {
-  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 elapsed() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 
@@ -103,10 +104,8 @@ run_ctest() {
 cmd_run() {
   install_packages
   build_release
-  local demo="$BUILD_DIR/tools/demo/rewind-demo"
-  [[ -x "$demo" ]] || die "the build did not produce $demo"
-  say "running the main job: rewind-demo $*"
-  "$demo" "$@"
+  say "running the main job: tools/main_job.sh $*"
+  "$ROOT/tools/main_job.sh" "$BUILD_DIR" "$@"
 }
 
 cmd_test() {

@@ -81,8 +81,9 @@ Trainer::Trainer(reformer::ReformerConfig config, TrainOptions options,
     : options_(std::move(options)), data_(std::move(data)), generator_(options_.seed) {
   check_options(options_);
   RW_CHECK(config.vocab_size == data_->vocab_size(),
-           "the model's vocabulary ({}) differs from the data's ({})", config.vocab_size,
-           data_->vocab_size());
+           "the model's vocabulary ({}) differs from that of the data ({}, {}): a resumed run "
+           "needs the --data it was trained on",
+           config.vocab_size, data_->vocab_size(), data_->description());
   std::filesystem::create_directories(options_.out_dir);
   // Parameters from their own stream, so the training randomness does not depend on model size.
   Generator init = generator_.split(1);

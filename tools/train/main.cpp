@@ -36,6 +36,9 @@ int main(int argc, char** argv) {
   model.base.d_ff = 512;
   model.base.n_hashes = 2;
   model.base.ff_chunk = 128;
+  // A flag given twice takes its last value, so a wrapper's defaults can be overridden by
+  // appending flags (tools/main_job.sh passes its own, then the user's).
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
 
   app.add_option("--data", data,
                  "what to train on: gcide (the default corpus: the GCIDE dictionary from Debian's "
