@@ -87,7 +87,7 @@ CurveScale curve_scale(Scale scale, bool lsh) {
       m.chunk_len = 32;
       m.loss_chunk = 512;
       s.train.batch = 8;
-      s.train.steps = lsh ? 400 : 1000;
+      s.train.steps = 1000;
       s.train.lr = 2e-3;
       s.train.warmup = 50;
       s.train.eval_every = lsh ? 50 : 100;
