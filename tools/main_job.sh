@@ -30,8 +30,8 @@ done
 
 run_dir="${REWIND_RUN_DIR:-$ROOT/runs/main-$(date -u +%Y%m%d-%H%M%S)}"
 printf '\n==> training a small Reformer (rewind-train --out %s %s)\n' "$run_dir" "$*"
-"$TRAIN" --out "$run_dir" --length 256 --batch 8 --steps 600 --warmup 100 --lr 2e-3 \
-  --eval-every 200 --eval-batches 8 "$@"
+"$TRAIN" --out "$run_dir" --length 256 --batch 8 --steps 1000 --warmup 100 --lr 2e-3 \
+  --eval-every 250 --eval-batches 8 "$@"
 
 printf '\n==> sampling from %s/checkpoint.safetensors\n' "$run_dir"
 "$GENERATE" --checkpoint "$run_dir/checkpoint.safetensors" --samples 3 --length 240 \
