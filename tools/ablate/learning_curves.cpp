@@ -143,13 +143,15 @@ double largest_gap(const VariantRun& a, const VariantRun& b) {
   return gap;
 }
 
-// Whether `other` is no worse than `baseline` at the end, within a relative tolerance.
+// How `other` compares with `baseline` at the end: worse, the same or better, within a relative
+// tolerance.
 std::string no_worse(double other, double baseline, double tolerance) {
   const double relative = (other - baseline) / baseline;
-  return fmt::format("{:+.3f} ({:+.1f}%): {}", other - baseline, 100 * relative,
-                     relative <= tolerance
-                         ? fmt::format("no worse, within {:.0f}%", 100 * tolerance)
-                         : fmt::format("worse by more than {:.0f}%", 100 * tolerance));
+  const std::string verdict =
+      relative > tolerance    ? fmt::format("worse by more than {:.0f}%", 100 * tolerance)
+      : relative < -tolerance ? fmt::format("better by more than {:.0f}%", 100 * tolerance)
+                              : fmt::format("the same within {:.0f}%", 100 * tolerance);
+  return fmt::format("{:+.3f} ({:+.1f}%): {}", other - baseline, 100 * relative, verdict);
 }
 
 // "Does not hurt" within this relative tolerance of the final held-out loss (a short run's
