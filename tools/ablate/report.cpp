@@ -344,8 +344,9 @@ std::string gnuplot_script(const Plot& plot, const std::string& name) {
   std::size_t longest = 0;
   for (const DrawnSeries& d : series) longest = std::max(longest, display_width(d.name));
   // gnuplot overestimates text widths: long names get fewer columns than fit unless their width is
-  // trimmed (checked by eye: five names of up to 30 characters then sit in two columns).
-  const int trim = longest > 16 ? -static_cast<int>(longest / 4) : 0;
+  // trimmed (checked by eye: five names of up to 30 characters then sit in two columns without
+  // overlapping).
+  const int trim = longest > 16 ? -static_cast<int>(longest / 7) : 0;
   s += fmt::format("set key outside below center horizontal Left reverse spacing 1.2 width {}\n",
                    trim);
   // A little air around linear ranges; log axes already round out to whole decades.
@@ -476,7 +477,10 @@ std::string report_markdown(const ReportHeader& header, const std::vector<Report
   md += fmt::format("- **Date:** {}\n", header.date_utc);
   md += fmt::format("- **Machine:** {}\n", header.machine);
   md += fmt::format("- **Scale:** `{}`, **seed:** {}\n", scale_name(header.scale), header.seed);
-  md += fmt::format("- **Total time:** {}\n", tools::format_duration(header.total_seconds));
+  md += fmt::format(
+      "- **Total time:** {} (training runs already finished under the output directory are "
+      "reused, not trained again; each run's log.jsonl there has its own timings)\n",
+      tools::format_duration(header.total_seconds));
   md += fmt::format("- **Command:** `{}`\n", header.command);
   md += fmt::format("- **Experiments:** {} run, {}\n\n", entries.size(),
                     failed == 0 ? std::string("all finished") : fmt::format("{} failed", failed));
