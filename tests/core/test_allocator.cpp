@@ -109,6 +109,47 @@ TEST_CASE("empty_cache returns cached blocks to the system") {
   CHECK(memory_stats(kCpu).num_system_allocations == emptied.num_system_allocations + 1);
 }
 
+TEST_CASE("large blocks are rounded to whole 2 MiB, not to a size class") {
+  Allocator& alloc = allocator_for(kCpu);
+  empty_cache(kCpu);
+  const int64_t reserved = memory_stats(kCpu).reserved_bytes;
+  const std::size_t n = (std::size_t{40} << 20) + 1;  // a quarter-power class would give 48 MiB
+  void* p = alloc.allocate(n);
+  CHECK(memory_stats(kCpu).reserved_bytes - reserved == (int64_t{42} << 20));
+  alloc.deallocate(p, n);
+  // Another size in the same 2 MiB step reuses the block.
+  const int64_t system = memory_stats(kCpu).num_system_allocations;
+  void* q = alloc.allocate(std::size_t{41} << 20);
+  CHECK(q == p);
+  CHECK(memory_stats(kCpu).num_system_allocations == system);
+  alloc.deallocate(q, std::size_t{41} << 20);
+  empty_cache(kCpu);
+}
+
+TEST_CASE("cached blocks are released before a system allocation would pass the budget") {
+  LimitGuard restore;
+  Allocator& alloc = allocator_for(kCpu);
+  empty_cache(kCpu);
+  const MemoryStats start = memory_stats(kCpu);
+  REQUIRE(start.reserved_bytes == start.allocated_bytes);  // nothing cached
+  // The memory limit is the budget: 6 MiB above what is allocated now.
+  set_memory_limit(kCpu, start.allocated_bytes + (int64_t{6} << 20));
+  void* four = alloc.allocate(std::size_t{4} << 20);
+  alloc.deallocate(four, std::size_t{4} << 20);  // 4 MiB cached
+  CHECK(memory_stats(kCpu).reserved_bytes - start.reserved_bytes == (int64_t{4} << 20));
+  // 3 MiB is another class: fetching it would hold 7 MiB, past the budget, so the cache goes.
+  void* three = alloc.allocate(std::size_t{3} << 20);
+  MemoryStats s = memory_stats(kCpu);
+  CHECK(s.reserved_bytes - start.reserved_bytes == (int64_t{3} << 20));
+  CHECK(s.allocated_bytes - start.allocated_bytes == (int64_t{3} << 20));
+  alloc.deallocate(three, std::size_t{3} << 20);
+  // Under the budget the cache stays: 3 MiB cached, and 1 MiB more fits beside it.
+  void* one = alloc.allocate(std::size_t{1} << 20);
+  CHECK(memory_stats(kCpu).reserved_bytes - start.reserved_bytes == (int64_t{4} << 20));
+  alloc.deallocate(one, std::size_t{1} << 20);
+  empty_cache(kCpu);
+}
+
 TEST_CASE("allocations are aligned, zero-size ones too") {
   Allocator& alloc = allocator_for(kCpu);
   for (std::size_t n : {std::size_t{1}, std::size_t{63}, std::size_t{100}, std::size_t{4097}}) {
