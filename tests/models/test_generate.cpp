@@ -17,6 +17,7 @@
 #include "models/reformer/lsh_self_attention.h"
 #include "models/reformer/reformer_lm.h"
 #include "nn/attention.h"
+#include "reformer_test_util.h"
 #include "test_util.h"
 
 namespace rw::reformer {
@@ -48,12 +49,6 @@ std::shared_ptr<ReformerLM> make_model(const ReformerConfig& c, uint64_t seed = 
   NoGradGuard no_grad;
   copy_(model->embedding->weight, mul(model->embedding->weight, 4.0));
   return model;
-}
-
-Tensor random_tokens(int64_t batch, int64_t length, int64_t vocab, uint64_t seed) {
-  Generator gen(seed);
-  Tensor u = rand({batch, length}, gen, {.dtype = DType::f64});
-  return mul(u, static_cast<double>(vocab)).to(DType::i64);
 }
 
 double max_abs(const Tensor& t) { return max(abs(t)).item(); }
@@ -122,7 +117,8 @@ TEST_CASE("cached decoder: per-step logits equal the uncached last-position logi
     for (int64_t prompt_len : {1, 3, 6}) {
       INFO(c.name, ", prompt ", prompt_len);
       const int64_t steps = 13, B = 2;
-      Tensor tokens = random_tokens(B, prompt_len + steps, c.config.vocab_size, 5 + prompt_len);
+      Tensor tokens =
+          test::random_tokens(B, prompt_len + steps, c.config.vocab_size, 5 + prompt_len);
       const DecoderOptions base{.capacity = prompt_len + steps, .rng = Generator(9, 1).state()};
       DecoderOptions uncached_options = base;
       uncached_options.use_cache = false;
@@ -148,7 +144,7 @@ TEST_CASE("the uncached decoder is the model's forward over the sequence") {
   c.n_buckets = 4;
   auto model = make_model(c);
   model->eval();
-  Tensor tokens = random_tokens(1, 11, c.vocab_size, 3);
+  Tensor tokens = test::random_tokens(1, 11, c.vocab_size, 3);
   const PhiloxState state = Generator(4, 1).state();
   IncrementalDecoder decoder(*model, {.capacity = 11, .rng = state});
   Tensor last = decoder.feed(tokens.narrow(1, 0, 10));
@@ -173,7 +169,7 @@ TEST_CASE("cached and uncached generation give the same tokens") {
     for (int64_t prompt_len : {1, 5}) {
       for (const Sampling& s : samplings) {
         INFO(c.name, ", prompt ", prompt_len, ", temperature ", s.temperature);
-        Tensor prompt = random_tokens(2, prompt_len, c.config.vocab_size, 11 + prompt_len);
+        Tensor prompt = test::random_tokens(2, prompt_len, c.config.vocab_size, 11 + prompt_len);
         GenerateOptions o{.max_new_tokens = 10,
                           .temperature = s.temperature,
                           .top_k = s.top_k,
@@ -193,7 +189,7 @@ TEST_CASE("cached and uncached generation give the same tokens") {
 TEST_CASE("generation: temperature 0 is greedy, top_k = 1 equals greedy, a seed fixes samples") {
   ReformerConfig c = small_config({AttentionKind::full});
   auto model = make_model(c, 3);
-  Tensor prompt = random_tokens(1, 4, c.vocab_size, 8);
+  Tensor prompt = test::random_tokens(1, 4, c.vocab_size, 8);
   Tensor greedy = generate(*model, prompt, {.max_new_tokens = 10, .temperature = 0});
   // Greedy by hand: the argmax of the model's last logits, one token at a time.
   model->eval();
@@ -279,7 +275,7 @@ TEST_CASE("generate: bad options and prompts are clear errors") {
   ReformerConfig c = small_config({AttentionKind::full});
   c.max_len = 16;
   auto model = make_model(c);
-  Tensor prompt = random_tokens(1, 4, c.vocab_size, 1);
+  Tensor prompt = test::random_tokens(1, 4, c.vocab_size, 1);
   auto error = [&](const Tensor& p, GenerateOptions o) {
     return error_message([&] { generate(*model, p, o); });
   };
@@ -295,7 +291,7 @@ TEST_CASE("generate: bad options and prompts are clear errors") {
   CHECK(contains(error(zeros({1, 4}), {}), "must be i64 or i32 tokens, got f32"));
   CHECK(contains(error(full({1, 2}, 23, {.dtype = DType::i64}), {}),
                  "prompt tokens must lie in [0, 23)"));
-  CHECK(contains(error(random_tokens(1, 17, c.vocab_size, 2), {}),
+  CHECK(contains(error(test::random_tokens(1, 17, c.vocab_size, 2), {}),
                  "the prompt length 17 exceeds max_len 16"));
   CHECK(contains(error(prompt, {.max_new_tokens = 13}),
                  "the prompt length 4 plus max_new_tokens 13 exceeds max_len 16"));
@@ -309,7 +305,7 @@ TEST_CASE("generate: the training mode of every module is left as it was") {
   c.dropout = 0.3;
   c.attention_dropout = 0.2;
   auto model = make_model(c);
-  Tensor prompt = random_tokens(2, 3, c.vocab_size, 4);
+  Tensor prompt = test::random_tokens(2, 3, c.vocab_size, 4);
   model->train();
   model->final_norm->eval();  // a mixed state survives too
   Tensor a = generate(*model, prompt, {.max_new_tokens = 6, .seed = 1});
@@ -329,7 +325,7 @@ TEST_CASE("generate: the training mode of every module is left as it was") {
 TEST_CASE("generate: a stop token ends a sequence and fills it") {
   ReformerConfig c = small_config({AttentionKind::full});
   auto model = make_model(c, 4);
-  Tensor prompt = random_tokens(2, 3, c.vocab_size, 12);
+  Tensor prompt = test::random_tokens(2, 3, c.vocab_size, 12);
   Tensor greedy = generate(*model, prompt, {.max_new_tokens = 8, .temperature = 0});
   std::vector<int64_t> g = greedy.to_vector<int64_t>();
   // Row 0's first new token as the stop token: row 0 stops at once, row 1 runs on (unless it hits

@@ -13,6 +13,7 @@
 #include "models/reformer/reformer_lm.h"
 #include "nn/checkpoint.h"
 #include "nn/nn_test_util.h"
+#include "reformer_test_util.h"
 #include "test_util.h"
 
 namespace rw::reformer {
@@ -32,13 +33,6 @@ ReformerConfig tiny_config(AttentionKind kind) {
   c.max_len = 64;
   c.loss_chunk = 5;
   return c;
-}
-
-Tensor random_tokens(int64_t batch, int64_t length, int64_t vocab, uint64_t seed) {
-  Generator gen(seed);
-  Tensor u = rand({batch, length}, gen, {.dtype = DType::f64});
-  // u < 1, so the truncating conversion stays below vocab.
-  return mul(u, static_cast<double>(vocab)).to(DType::i64);
 }
 
 double max_rel_diff(const Tensor& a, const Tensor& b) {
@@ -109,14 +103,14 @@ TEST_CASE("every attention kind, mixed kinds, any length, length 1 and a padded 
     ReformerLM model(c, gen);
     for (int64_t length : {1, 7, 13}) {
       CAPTURE(length);
-      Tensor tokens = random_tokens(2, length, c.vocab_size, 4);
+      Tensor tokens = test::random_tokens(2, length, c.vocab_size, 4);
       Tensor logits = model.forward(tokens);
       CHECK(logits.shape() == Shape{2, length, c.vocab_size});
       CHECK(std::isfinite(sum(logits).item()));
     }
     // A padded batch: the second sequence has 4 real tokens; its real positions see the same
     // logits as the 4 tokens alone.
-    Tensor tokens = random_tokens(2, 9, c.vocab_size, 5);
+    Tensor tokens = test::random_tokens(2, 9, c.vocab_size, 5);
     std::vector<uint8_t> mask(18, 1);
     for (int64_t t = 4; t < 9; ++t) mask[9 + t] = 0;
     Tensor padding = from_vector<uint8_t>(mask, Shape{2, 9}).to(DType::boolean);
@@ -155,8 +149,8 @@ TEST_CASE("reversible ReformerLM gradients equal the plain residual ones (f64, d
     ReformerLM model(c, gen);
     model.to(DType::f64);
     model.train();
-    Tensor tokens = random_tokens(2, 10, c.vocab_size, 8);
-    Tensor targets = random_tokens(2, 10, c.vocab_size, 9);
+    Tensor tokens = test::random_tokens(2, 10, c.vocab_size, 8);
+    Tensor targets = test::random_tokens(2, 10, c.vocab_size, 9);
     model.set_reversible(true);
     std::vector<Tensor> rev = loss_gradients(model, tokens, targets);
     model.set_reversible(false);
@@ -179,28 +173,9 @@ TEST_CASE("a 2-layer ReformerLM passes gradcheck in float64") {
     ReformerLM model(c, gen);
     model.to(DType::f64);
     model.train();
-    Tensor tokens = random_tokens(1, 9, c.vocab_size, 12);
-    Tensor targets = random_tokens(1, 9, c.vocab_size, 13);
-    auto& l0 = const_cast<ReformerLayer&>(model.layer(0));
-    auto& l1 = const_cast<ReformerLayer&>(model.layer(1));
-    std::vector<Tensor*> slots{&model.embedding->weight, &l0.attention_norm->weight,
-                               &l1.ff->w1->weight, &model.output->weight};
-    std::vector<Tensor> originals, inputs;
-    for (Tensor* s : slots) {
-      originals.push_back(*s);
-      inputs.push_back(s->detach().requires_grad_());
-    }
-    // The slots keep gradcheck's tensors after each call: the reversible backward recomputes the
-    // blocks with the modules' parameters as they are when backward runs.
-    GradcheckResult r = gradcheck(
-        [&](const std::vector<Tensor>& in) {
-          for (std::size_t i = 0; i < slots.size(); ++i) *slots[i] = in[i];
-          Generator rotations(5);  // the same LSH rotations at every evaluation
-          GeneratorScope scope(rotations);
-          return model.loss(tokens, targets);
-        },
-        inputs, {.full_jacobian_max = 0, .num_projections = 4});
-    for (std::size_t i = 0; i < slots.size(); ++i) *slots[i] = originals[i];
+    Tensor tokens = test::random_tokens(1, 9, c.vocab_size, 12);
+    Tensor targets = test::random_tokens(1, 9, c.vocab_size, 13);
+    GradcheckResult r = test::gradcheck_reformer_lm(model, tokens, targets);
     CHECK_MESSAGE(r.ok, r.message);
   }
 }
@@ -215,7 +190,7 @@ TEST_CASE("causal: no output depends on a later token") {
     c.n_buckets = 1;
     Generator gen(21);
     ReformerLM model(c, gen);
-    Tensor tokens = random_tokens(1, 12, c.vocab_size, 22);
+    Tensor tokens = test::random_tokens(1, 12, c.vocab_size, 22);
     Tensor changed = tokens.clone();
     for (int64_t t = 7; t < 12; ++t) {
       copy_(changed.narrow(1, t, 1),
@@ -254,7 +229,7 @@ TEST_CASE("the config and the weights round-trip through a checkpoint") {
   Generator other(999);
   ReformerLM restored(c2, other);
   restored.load_state_dict(back.model);
-  Tensor tokens = random_tokens(2, 6, c.vocab_size, 32);
+  Tensor tokens = test::random_tokens(2, 6, c.vocab_size, 32);
   Generator g1(3), g2(3);
   Tensor a, b;
   {
@@ -277,8 +252,9 @@ TEST_CASE("bad input to ReformerLM is a clear error") {
   ReformerConfig c = tiny_config(AttentionKind::lsh);
   Generator gen(41);
   ReformerLM model(c, gen);
-  CHECK(test::contains(test::error_message([&] { model.forward(random_tokens(2, 65, 11, 1)); }),
-                       "ReformerLM: sequence length 65 exceeds max_len 64 of the axial positions"));
+  CHECK(
+      test::contains(test::error_message([&] { model.forward(test::random_tokens(2, 65, 11, 1)); }),
+                     "ReformerLM: sequence length 65 exceeds max_len 64 of the axial positions"));
   CHECK(test::contains(test::error_message([&] {
                          model.forward(zeros({2, 3}));
                        }),
@@ -320,7 +296,7 @@ TEST_CASE("memory: the reversible ReformerLM's peak is nearly flat in depth") {
     ReformerLM model(c, gen);
     int64_t param_bytes = 0;
     for (const Tensor& p : model.parameters()) param_bytes += static_cast<int64_t>(p.nbytes());
-    Tensor tokens = random_tokens(1, 1024, c.vocab_size, 52);
+    Tensor tokens = test::random_tokens(1, 1024, c.vocab_size, 52);
     const int64_t peak = test::peak_bytes([&] { backward(model.loss(tokens, tokens)); });
     return peak - param_bytes;  // minus the gradients, as large as the parameters
   };

@@ -9,6 +9,7 @@
 #include "core/generator_scope.h"
 #include "core/ops.h"
 #include "models/reformer/reformer_lm.h"
+#include "reformer_test_util.h"
 #include "test_util.h"
 
 namespace rw::reformer {
@@ -33,19 +34,13 @@ ReformerConfig standard_config() {
   return c;
 }
 
-Tensor tokens_of(int64_t batch, int64_t length, int64_t vocab, uint64_t seed) {
-  Generator gen(seed);
-  return mul(rand({batch, length}, gen, {.dtype = DType::f64}), static_cast<double>(vocab))
-      .to(DType::i64);
-}
-
 TEST_CASE("standard residual: x + F(x), then + G, one stream, written out by hand") {
   const ReformerConfig c = standard_config();
   Generator init(3);
   ReformerLM model(c, init);
   model.to(DType::f64);
   model.train();  // dropout on: the masks must come from the same forks
-  const Tensor tokens = tokens_of(2, 9, c.vocab_size, 4);
+  const Tensor tokens = test::random_tokens(2, 9, c.vocab_size, 4);
 
   Generator run(7);
   Tensor h;
@@ -93,26 +88,9 @@ TEST_CASE("standard residual: a 2-layer model passes gradcheck in float64") {
   Generator init(11);
   ReformerLM model(c, init);
   model.to(DType::f64);
-  const Tensor tokens = tokens_of(1, 9, c.vocab_size, 12);
-  const Tensor targets = tokens_of(1, 9, c.vocab_size, 13);
-  auto& l0 = const_cast<ReformerLayer&>(model.layer(0));
-  auto& l1 = const_cast<ReformerLayer&>(model.layer(1));
-  std::vector<Tensor*> slots{&model.embedding->weight, &l0.attention_norm->weight,
-                             &l1.ff->w1->weight, &model.output->weight};
-  std::vector<Tensor> originals, inputs;
-  for (Tensor* s : slots) {
-    originals.push_back(*s);
-    inputs.push_back(s->detach().requires_grad_());
-  }
-  GradcheckResult r = gradcheck(
-      [&](const std::vector<Tensor>& in) {
-        for (std::size_t i = 0; i < slots.size(); ++i) *slots[i] = in[i];
-        Generator rotations(5);
-        GeneratorScope scope(rotations);
-        return model.loss(tokens, targets);
-      },
-      inputs, {.full_jacobian_max = 0, .num_projections = 4});
-  for (std::size_t i = 0; i < slots.size(); ++i) *slots[i] = originals[i];
+  const Tensor tokens = test::random_tokens(1, 9, c.vocab_size, 12);
+  const Tensor targets = test::random_tokens(1, 9, c.vocab_size, 13);
+  GradcheckResult r = test::gradcheck_reformer_lm(model, tokens, targets);
   CHECK_MESSAGE(r.ok, r.message);
 }
 
