@@ -13,6 +13,7 @@
 #include "core/ops.h"
 #include "models/reformer/reformer_lm.h"
 #include "nn/feed_forward.h"
+#include "reformer_test_util.h"
 #include "test_util.h"
 
 namespace rw::reformer {
@@ -36,12 +37,6 @@ ReformerConfig reuse_config() {
   return c;
 }
 
-Tensor tokens_of(int64_t batch, int64_t length, int64_t vocab, uint64_t seed) {
-  Generator gen(seed);
-  return mul(rand({batch, length}, gen, {.dtype = DType::f64}), static_cast<double>(vocab))
-      .to(DType::i64);
-}
-
 struct Step {
   std::vector<Tensor> grads;
   nn::ChunkedFeedForwardCounters ff;
@@ -53,7 +48,7 @@ Step step(ReformerLM& model, const Tensor& tokens, const Tensor& targets) {
   Generator gen(99);
   GeneratorScope scope(gen);
   backward(model.loss(tokens, targets));
-  Step s{.ff = nn::chunked_feed_forward_counters()};
+  Step s{.grads = {}, .ff = nn::chunked_feed_forward_counters()};
   for (const Tensor& p : model.parameters()) s.grads.push_back(p.grad());
   return s;
 }
@@ -69,7 +64,8 @@ TEST_CASE("the reversible backward computes each FF chunk's hidden units once") 
     Generator gen(5);
     ReformerLM model(reuse_config(), gen);
     model.to(dtype);
-    const Tensor tokens = tokens_of(2, 10, 11, 6), targets = tokens_of(2, 10, 11, 7);
+    const Tensor tokens = test::random_tokens(2, 10, 11, 6),
+                 targets = test::random_tokens(2, 10, 11, 7);
     model.set_reversible(false);
     const Step plain = step(model, tokens, targets);
     model.set_reversible(true);
@@ -97,7 +93,8 @@ TEST_CASE("a forward without gradients keeps nothing for a backward") {
   Generator gen(5);
   ReformerLM model(reuse_config(), gen);
   model.to(DType::f64);
-  const Tensor tokens = tokens_of(1, 10, 11, 8), targets = tokens_of(1, 10, 11, 9);
+  const Tensor tokens = test::random_tokens(1, 10, 11, 8),
+               targets = test::random_tokens(1, 10, 11, 9);
   nn::reset_chunked_feed_forward_counters();
   Tensor loss;
   {
