@@ -51,7 +51,7 @@ int64_t number_after(const std::string& msg, const std::string& label) {
 }
 
 TEST_CASE(
-    "cuda allocator: asking more than the device has names the sizes and budget; it works on") {
+    "cuda allocator: asking more than the device has names the sizes and budget, it works on") {
   RW_REQUIRE_GPU();
   CachingAllocator& alloc = gpu_allocator();
   alloc.empty_cache();

@@ -212,7 +212,7 @@ TEST_CASE("cuda allocator: exact counters for allocations, frees and cache hits 
   CHECK(alloc.stats().reserved_bytes == s0.reserved_bytes);
 }
 
-TEST_CASE("cuda allocator: zero-byte allocations are non-null and not counted; empty_cache") {
+TEST_CASE("cuda allocator: zero-byte allocations are non-null and not counted, empty_cache") {
   RW_REQUIRE_GPU();
   Allocator& alloc = allocator_for(kGpu);
   const MemoryStats s0 = alloc.stats();

@@ -480,7 +480,7 @@ TEST_CASE("cuda softmax: any dim, long rows, short rows, every floating dtype") 
   }
 }
 
-TEST_CASE("cuda softmax: -inf entries and an all -inf row as on the CPU; NaN and +inf rows") {
+TEST_CASE("cuda softmax: -inf entries and an all -inf row as on the CPU, and NaN and +inf rows") {
   RW_REQUIRE_GPU();
   // Row 0 has -inf entries, row 1 is all -inf (NaN everywhere, as PyTorch and the CPU), row 2 is
   // plain.

@@ -62,7 +62,7 @@ void check_hash(int64_t n_buckets, int64_t b1, int64_t b2) {
   }
 }
 
-TEST_CASE("lsh_hash is argmax([xR; -xR]) per head and round, offset by round") {
+TEST_CASE("lsh_hash is argmax([xR, -xR]) per head and round, offset by round") {
   check_hash(2, 2, 1);
   check_hash(16, 16, 1);
   check_hash(64, 64, 1);
@@ -116,7 +116,7 @@ TEST_CASE("bucket counts: the default and the factorisation rule") {
                  "factorise_buckets: n_buckets must be 1 or even"));
 }
 
-TEST_CASE("rotations regenerate exactly from the generator state; hashing ignores the norm") {
+TEST_CASE("rotations regenerate exactly from the generator state, hashing ignores the norm") {
   Generator a(42), b(42);
   LSHRotations ra = random_lsh_rotations(2, 8, 3, 256, a);
   LSHRotations rb = random_lsh_rotations(2, 8, 3, 256, b);

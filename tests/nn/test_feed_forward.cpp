@@ -85,7 +85,7 @@ Tensor reference_ff(FeedForward& ff, const Tensor& x) {
 // --- FeedForward
 // ------------------------------------------------------------------------------------
 
-TEST_CASE("FeedForward: parameter names and shapes; forward is W2 act(W1 x) for each activation") {
+TEST_CASE("FeedForward: parameter names and shapes, forward is W2 act(W1 x) for each activation") {
   for (Activation act : kActivations) {
     INFO(to_string(act));
     auto ff = random_ff<FeedForward>(1, 6, 10, FeedForwardOptions{.activation = act});

@@ -125,7 +125,7 @@ TEST_CASE("init: uniform bounds and normal statistics of xavier and kaiming") {
   CHECK(std_of(host(w)) == 0.0);
 }
 
-TEST_CASE("init: same generator state gives bit-identical values; parameters stay leaves") {
+TEST_CASE("init: same generator state gives bit-identical values, parameters stay leaves") {
   Tensor a = empty({5, 7}), b = empty({5, 7});
   Generator g1(42), g2(42);
   init::kaiming_uniform_(a, {}, g1);
@@ -273,7 +273,7 @@ TEST_CASE("LayerNorm: ones/zeros init and forward = (x - mean) / sqrt(var + eps)
   check_close(plain(x), host(layer_norm(x, Tensor(), Tensor(), 1e-5)), 1e-12);
 }
 
-TEST_CASE("LayerNorm: gradcheck in f64 of x, weight and bias; errors") {
+TEST_CASE("LayerNorm: gradcheck in f64 of x, weight and bias, errors") {
   LayerNorm ln(4);
   randomize(ln, 13);
   const auto r = gradcheck_module({&ln.weight, &ln.bias}, randn64({2, 3, 4}, 14),
@@ -289,7 +289,7 @@ TEST_CASE("LayerNorm: gradcheck in f64 of x, weight and bias; errors") {
 // --- activations
 // ------------------------------------------------------------------------------------
 
-TEST_CASE("activations: modules equal their ops; swiglu is FeedForward-only") {
+TEST_CASE("activations: modules equal their ops, swiglu is FeedForward-only") {
   Tensor x = randn64({3, 4}, 15);
   CHECK(host(ReLU().forward(x)) == host(relu(x)));
   CHECK(host(GELU().forward(x)) == host(gelu(x, GeluApprox::none)));
@@ -320,7 +320,7 @@ TEST_CASE("activations: gradcheck of GELU (both forms), ReLU and SiLU in f64") {
 // --- Dropout
 // ----------------------------------------------------------------------------------------
 
-TEST_CASE("Dropout: identity in eval mode and with p = 0; errors") {
+TEST_CASE("Dropout: identity in eval mode and with p = 0, errors") {
   Tensor x = randn64({4, 8}, 17);
   Dropout drop(0.5);
   drop.eval();

@@ -115,7 +115,7 @@ TEST_CASE("Module: dotted names through nested Sequential and ModuleList, in reg
   CHECK(model->num_parameters() == 74);
 }
 
-TEST_CASE("Module: train/eval reach every descendant; dropout follows") {
+TEST_CASE("Module: train/eval reach every descendant, dropout follows") {
   auto model = make_model(2);
   for (const auto& [name, m] : model->named_modules()) CHECK(m->is_training());
   model->eval();

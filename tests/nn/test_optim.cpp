@@ -286,7 +286,7 @@ TEST_CASE("Adam and AdamW match torch's bias-corrected updates on doubles") {
   }
 }
 
-TEST_CASE("AdamW decays weights apart from the gradient; Adam folds the decay into it") {
+TEST_CASE("AdamW decays weights apart from the gradient, Adam folds the decay into it") {
   // With a zero gradient Adam's L2 term still flows through the normalised moments, while
   // AdamW shrinks the weight by exactly 1 - lr * wd and leaves the moments at zero.
   Tensor pa = param64({2.0, -4.0}, {2});

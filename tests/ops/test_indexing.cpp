@@ -223,7 +223,7 @@ TEST_CASE("indexing: index_select permutes [n_hashes * L, 64] rows and back (Ref
   CHECK(x.grad().to_vector<float>() == index_select(g, 0, inverse).to_vector<float>());
 }
 
-TEST_CASE("indexing: embedding looks up rows for any index shape; gradient accumulates") {
+TEST_CASE("indexing: embedding looks up rows for any index shape, gradient accumulates") {
   Tensor w = f64({0, 1, 10, 11, 20, 21, 30, 31}, {4, 2});
   w.requires_grad_();
   Tensor out = embedding(w, i64({3, 0, 3, 1}, {2, 2}));
@@ -281,7 +281,7 @@ TEST_CASE("indexing: sort is stable, ascending and descending, along any dim") {
         std::vector<int64_t>{1, 2, 5, 0, 3, 4});
 }
 
-TEST_CASE("indexing: sort places NaNs last ascending and first descending; -0 ties +0") {
+TEST_CASE("indexing: sort places NaNs last ascending and first descending, -0 ties +0") {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const double inf = std::numeric_limits<double>::infinity();
   std::vector<double> keys = {nan, 1, -inf, nan, 0, -0.0, -2.5, inf};

@@ -334,7 +334,7 @@ TEST_CASE("softmax: values, rows sum to one, any dim, f32 and f64") {
   CHECK(softmax(scalar_tensor(3.0), 0).item() == doctest::Approx(1.0));
 }
 
-TEST_CASE("log_softmax: stable for large logits; an all -inf row gives NaN") {
+TEST_CASE("log_softmax: stable for large logits, an all -inf row gives NaN") {
   for (DType dt : {DType::f32, DType::f64}) {
     Tensor x = f64({1e4, 0, -1e4}, {3}).to(dt);
     check_close(log_softmax(x, 0), {0, -1e4, -2e4}, kTol);
@@ -371,7 +371,7 @@ TEST_CASE("softmax and log_softmax: backward") {
 // --- layer_norm
 // -------------------------------------------------------------------------------------
 
-TEST_CASE("layer_norm: each row has mean 0 and variance 1; weight and bias apply after") {
+TEST_CASE("layer_norm: each row has mean 0 and variance 1, weight and bias apply after") {
   for (DType dt : {DType::f32, DType::f64}) {
     const int64_t rows = 6, D = 257;
     Tensor x = add(mul(seeded_normal({2, 3, D}, 14, dt), 3.0), 5.0);

@@ -153,7 +153,7 @@ TEST_CASE("rewind-generate is deterministic per seed, and cached = uncached deco
   CHECK(with({"--temperature", "0", "--seed", "9", "--no-cache"}) == greedy);
 }
 
-TEST_CASE("rewind-generate --samples separates the samples; sample k is --seed SEED+k alone") {
+TEST_CASE("rewind-generate --samples separates the samples, sample k is --seed SEED+k alone") {
   TempDir dir("generate-samples");
   ProcessResult three = generate(
       {"--prompt", "a", "--length", "12", "--samples", "3", "--seed", "10", "--escape"}, dir / "");

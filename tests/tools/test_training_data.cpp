@@ -286,7 +286,7 @@ int64_t training_image_of(const TokenBatch& batch, int64_t b) {
   return batch.targets.select(0, b).contiguous().to_vector<int64_t>()[0] / 31;
 }
 
-TEST_CASE("ImagePixelData: a start token, then every pixel as a target; splits of the test file") {
+TEST_CASE("ImagePixelData: a start token, then every pixel as a target, splits of the test file") {
   SyntheticImages files;
   ImagePixelData data(files.train, files.test, 3, "tiny images");
   CHECK(data.vocab_size() == 257);
