@@ -5,6 +5,7 @@
 
 #include "autograd/function.h"
 #include "autograd/tape.h"
+#include "core/autocast.h"
 #include "core/generator_scope.h"
 #include "core/ops.h"
 
@@ -58,7 +59,8 @@ constexpr const char* kOp = "reversible_stack";
 
 // What forward hands to backward about one call of F or G.
 struct FunctionRecord {
-  PhiloxState rng;  // the state of the generator installed for the call
+  PhiloxState rng;              // the state of the generator installed for the call
+  DType autocast = DType::f32;  // the autocast compute dtype it ran under (core/autocast.h)
   BlockCache cache;
 };
 
@@ -85,7 +87,16 @@ Tensor run_function(const ReversibleFunction& fn, const Tensor& x, FunctionRecor
   }
   GeneratorScope generator_scope(generator);
   BlockCacheScope cache_scope(use_cache ? &record.cache : nullptr, replaying);
-  return fn.forward(x);
+  // A recomputation runs in the precision its forward ran in, whatever the state at backward time.
+  if (!replaying) record.autocast = autocast_dtype();
+  AutocastScope autocast(record.autocast);
+  Tensor out = fn.forward(x);
+  // Under autocast a function ending in a projection returns the compute dtype (bf16/f16); the
+  // residual stream keeps its own dtype (f32), so the output is cast back (recorded).
+  if (autocast_enabled() && out.defined() && is_floating(out.dtype()) && out.dtype() != x.dtype()) {
+    out = out.to(x.dtype());
+  }
+  return out;
 }
 
 void check_output(const Tensor& out, const Tensor& like, std::size_t block, char function) {
@@ -143,6 +154,7 @@ Tensor recompute_and_backprop(const ReversibleFunction& fn, const Tensor& x, con
                               char function) {
   return in_block(block, function, [&] {
     TapeScope scope;
+    AutocastScope autocast(record.autocast);  // the recomputation's own backward too
     Tensor x_leaf = x.detach().requires_grad_();
     Tensor out = run_function(fn, x_leaf, record, /*replaying=*/true, /*use_cache=*/true);
     if (out.requires_grad()) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "autograd/tape.h"
+#include "core/autocast.h"
 #include "core/ops/op_utils.h"
 #include "core/ops/reduce.h"
 
@@ -53,6 +54,12 @@ Tensor reduce_to(const Tensor& grad, const Shape& lifted, const Shape& original,
 Tensor matmul(const Tensor& a, const Tensor& b) {
   detail::check_defined("matmul", a, "a");
   detail::check_defined("matmul", b, "b");
+  if (autocast_enabled()) {
+    // Autocast (core/autocast.h): the product of the operands cast to the compute dtype; the casts
+    // are recorded, so f32 operands get their gradients back in f32.
+    Tensor a_low = detail::autocast_lower(a), b_low = detail::autocast_lower(b);
+    if (!a_low.is_same(a) || !b_low.is_same(b)) return matmul(a_low, b_low);
+  }
   detail::check_same_device("matmul", a, b);
   RW_CHECK(a.dim() >= 1 && b.dim() >= 1,
            "matmul: both operands need at least one dim, got shapes {} @ {}", a.shape(), b.shape());
@@ -126,6 +133,14 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   detail::check_defined("linear", x, "x");
   detail::check_defined("linear", weight, "weight");
+  if (autocast_enabled()) {
+    // As matmul: the weight (an f32 master copy) is cast for this product only.
+    Tensor x_low = detail::autocast_lower(x), w_low = detail::autocast_lower(weight);
+    Tensor b_low = detail::autocast_lower(bias);
+    if (!x_low.is_same(x) || !w_low.is_same(weight) || !b_low.is_same(bias)) {
+      return linear(x_low, w_low, b_low);
+    }
+  }
   detail::check_same_device("linear", x, weight);
   RW_CHECK(weight.dim() == 2,
            "linear: weight must be 2-D [out_features, in_features], got shape {}", weight.shape());

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "autograd/tape.h"
+#include "core/autocast.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/indexing.h"
 #include "core/ops/op_utils.h"
@@ -49,15 +50,22 @@ Tensor softmax_op(const char* name, SoftmaxKind kind, const Tensor& x, int64_t d
 }  // namespace
 
 Tensor softmax(const Tensor& x, int64_t dim) {
+  // Autocast (core/autocast.h): bf16/f16 logits are normalised in f32.
+  if (Tensor xf = detail::autocast_upcast(x); !xf.is_same(x)) return softmax(xf, dim);
   return softmax_op("softmax", SoftmaxKind::softmax, x, dim);
 }
 
 Tensor log_softmax(const Tensor& x, int64_t dim) {
+  if (Tensor xf = detail::autocast_upcast(x); !xf.is_same(x)) return log_softmax(xf, dim);
   return softmax_op("log_softmax", SoftmaxKind::log_softmax, x, dim);
 }
 
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
   detail::check_defined("layer_norm", x, "x");
+  // Autocast: a bf16/f16 input (a projection's output) is normalised in f32, and so returned.
+  if (Tensor xf = detail::autocast_upcast(x); !xf.is_same(x)) {
+    return layer_norm(xf, detail::autocast_upcast(weight), detail::autocast_upcast(bias), eps);
+  }
   detail::check_floating("layer_norm", x);
   RW_CHECK(x.dim() >= 1, "layer_norm: x must have at least one dim, got shape {}", x.shape());
   RW_CHECK(eps >= 0, "layer_norm: eps must be >= 0, got {}", eps);
@@ -123,6 +131,10 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, int64_t ignore
                      Reduction reduction) {
   detail::check_defined("cross_entropy", logits, "logits");
   detail::check_defined("cross_entropy", targets, "targets");
+  // Autocast: bf16/f16 logits are scored in f32 (the loss and its gradient in f32).
+  if (Tensor lf = detail::autocast_upcast(logits); !lf.is_same(logits)) {
+    return cross_entropy(lf, targets, ignore_index, reduction);
+  }
   detail::check_same_device("cross_entropy", logits, targets);
   detail::check_floating("cross_entropy", logits);
   RW_CHECK(logits.dim() >= 1, "cross_entropy: logits must be [..., C], got shape {}",

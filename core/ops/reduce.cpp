@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "autograd/tape.h"
+#include "core/autocast.h"
 #include "core/ops/elementwise.h"
 #include "core/ops/op_utils.h"
 
@@ -72,6 +73,9 @@ DType widened_integral(DType t) { return is_integral(t) ? DType::i64 : t; }
 // --- sum / mean / prod / logsumexp -------------------------------------------------------------
 
 Tensor sum(const Tensor& x, std::vector<int64_t> dims, bool keepdim) {
+  // Autocast (core/autocast.h): sums of bf16/f16 values (losses, normalisers) are returned in f32.
+  if (Tensor xf = detail::autocast_upcast(x); !xf.is_same(x))
+    return sum(xf, std::move(dims), keepdim);
   ReducePlan p = plan_reduction("sum", x, dims, keepdim);
   // Integer and bool sums are i64, as PyTorch (no overflow for bool counts).
   Tensor keep = reduce_forward(ReduceOp::sum, x, p, widened_integral(x.dtype()));
@@ -86,6 +90,9 @@ Tensor sum(const Tensor& x, std::vector<int64_t> dims, bool keepdim) {
 }
 
 Tensor mean(const Tensor& x, std::vector<int64_t> dims, bool keepdim) {
+  if (Tensor xf = detail::autocast_upcast(x); !xf.is_same(x)) {
+    return mean(xf, std::move(dims), keepdim);
+  }
   ReducePlan p = plan_reduction("mean", x, dims, keepdim);
   RW_CHECK(is_floating(x.dtype()),
            "mean: expected a floating tensor, got dtype {} (shape {}); convert with .to(f32)",
@@ -130,6 +137,9 @@ Tensor prod(const Tensor& x, std::vector<int64_t> dims, bool keepdim) {
 }
 
 Tensor logsumexp(const Tensor& x, std::vector<int64_t> dims, bool keepdim) {
+  if (Tensor xf = detail::autocast_upcast(x); !xf.is_same(x)) {
+    return logsumexp(xf, std::move(dims), keepdim);
+  }
   ReducePlan p = plan_reduction("logsumexp", x, dims, keepdim);
   // Integers promote to f32, as torch.logsumexp does.
   const Tensor xf = is_floating(x.dtype()) ? x : x.detach().to(DType::f32);

@@ -11,8 +11,10 @@
 
 #include "autograd/tape.h"
 #include "common/checkpoint_model.h"
+#include "common/precision.h"
 #include "common/progress.h"
 #include "common/stop_signal.h"
+#include "core/autocast.h"
 #include "core/generator_scope.h"
 #include "core/ops.h"
 #include "nn/adafactor.h"
@@ -25,6 +27,11 @@ namespace rw::tools {
 namespace {
 
 constexpr const char* kTrainPrefix = "train.";
+// The GradScaler's state sits among the optimizer's tensors of a checkpoint under this prefix.
+constexpr const char* kScalerPrefix = "grad_scaler.";
+// f16 steps skipped in a row (each halving the loss scale) before training gives up: 2^-100 of
+// the initial scale means the gradients are not finite at any scale.
+constexpr int64_t kMaxSkippedInARow = 100;
 
 void check_options(const TrainOptions& o) {
   RW_CHECK(o.steps >= 0, "--steps must be >= 0, got {}", o.steps);
@@ -38,6 +45,7 @@ void check_options(const TrainOptions& o) {
            o.eval_batches);
   RW_CHECK(o.checkpoint_every >= 0, "--checkpoint-every must be >= 0, got {}", o.checkpoint_every);
   RW_CHECK(!o.out_dir.empty(), "--out: an output directory is required");
+  precision_dtype(o.precision);
   const std::vector<std::string> optimizers{"adam", "adamw", "adafactor", "sgd"};
   RW_CHECK(std::find(optimizers.begin(), optimizers.end(), o.optimizer) != optimizers.end(),
            "--optimizer: unknown optimizer '{}' (adam, adamw, adafactor or sgd)", o.optimizer);
@@ -52,6 +60,7 @@ std::map<std::string, std::string> checkpoint_metadata(const reformer::ReformerC
                                                        PhiloxState data_state) {
   std::map<std::string, std::string> meta = model_config_entries(config);
   meta[std::string(kTrainPrefix) + "optimizer"] = options.optimizer;
+  meta[std::string(kTrainPrefix) + "precision"] = options.precision;
   meta[std::string(kTrainPrefix) + "data.seed"] = std::to_string(data_state.seed);
   meta[std::string(kTrainPrefix) + "data.stream"] = std::to_string(data_state.stream);
   meta[std::string(kTrainPrefix) + "data.counter"] = std::to_string(data_state.counter);
@@ -90,6 +99,9 @@ Trainer::Trainer(reformer::ReformerConfig config, TrainOptions options,
   model_ = std::make_shared<reformer::ReformerLM>(std::move(config), init);
   model_->to(options_.device);
   build_optimizer();
+  compute_dtype_ = precision_dtype(options_.precision);
+  // bf16 has f32's exponent range: only f16's gradients underflow without loss scaling.
+  scaler_ = nn::GradScaler({.enabled = compute_dtype_ == DType::f16});
   log_ = std::make_unique<JsonLinesLog>(log_path());
 }
 
@@ -111,7 +123,24 @@ std::unique_ptr<Trainer> Trainer::resume(const std::filesystem::path& checkpoint
 
   auto trainer = std::make_unique<Trainer>(std::move(config), std::move(options), std::move(data));
   load_checkpoint_parameters(*trainer->model_, ckpt, checkpoint);
-  trainer->optimizer_->load_state_dict(ckpt.optimizer);
+  // The optimizer's own tensors, and the loss scaler's (f16 runs), which a run resumed in f16
+  // continues from (another precision does not scale: the master weights are f32 either way).
+  nn::StateDict optimizer_state, scaler_state;
+  for (const auto& [name, t] : ckpt.optimizer) {
+    if (name.starts_with(kScalerPrefix)) {
+      scaler_state.emplace(name.substr(std::string_view(kScalerPrefix).size()), t);
+    } else {
+      optimizer_state.emplace(name, t);
+    }
+  }
+  trainer->optimizer_->load_state_dict(optimizer_state);
+  if (trainer->scaler_.enabled() && !scaler_state.empty()) {
+    try {
+      trainer->scaler_.load_state_dict(scaler_state);
+    } catch (const Error& e) {
+      throw Error(fmt::format("{}: {}", checkpoint.string(), e.what()));
+    }
+  }
   trainer->generator_.set_state(ckpt.rng);
   trainer->data_->set_state(data_state);
   RW_CHECK(trainer->optimizer_->step_count() == ckpt.step,
@@ -157,6 +186,11 @@ void Trainer::save_checkpoint() const {
   nn::Checkpoint ckpt;
   ckpt.model = model_->state_dict();
   ckpt.optimizer = optimizer_->state_dict();
+  if (scaler_.enabled()) {
+    for (const auto& [name, t] : scaler_.state_dict()) {
+      ckpt.optimizer.emplace(std::string(kScalerPrefix) + name, t);
+    }
+  }
   ckpt.step = optimizer_->step_count();
   ckpt.rng = generator_.state();
   ckpt.config = checkpoint_metadata(model_->config(), options_, data_->state());
@@ -169,12 +203,28 @@ double Trainer::train_step() {
   model_->train();
   GeneratorScope scope(generator_);
   optimizer_->zero_grad();
-  Tensor loss = model_->loss(inputs, targets);
-  backward(loss);
+  double loss_value = 0;
+  {
+    // Backward inside the scope too: its recomputations (chunked feed-forward, chunked loss) run
+    // in the forward's precision.
+    AutocastScope autocast(compute_dtype_);
+    Tensor loss = model_->loss(inputs, targets);
+    backward(scaler_.scale(loss));
+    loss_value = loss.item();
+  }
+  // Clipping sees the true (unscaled) gradients; an f16 step whose gradients overflowed is
+  // skipped and the loss scale backs off (f32/bf16: the scaler is off and the step always runs).
+  scaler_.unscale_(*optimizer_);
   if (options_.clip > 0) nn::clip_grad_norm_(model_->named_parameters(), options_.clip);
   nn::apply_schedule(*schedule_, *optimizer_);
-  optimizer_->step();
-  return loss.item();
+  last_step_skipped_ = !scaler_.step(*optimizer_);
+  scaler_.update();
+  skipped_in_a_row_ = last_step_skipped_ ? skipped_in_a_row_ + 1 : 0;
+  RW_CHECK(skipped_in_a_row_ < kMaxSkippedInARow,
+           "--precision f16: the gradients were inf/NaN in {} steps in a row (loss scale now {}); "
+           "train in bf16 or f32",
+           skipped_in_a_row_, scaler_.get_scale());
+  return loss_value;
 }
 
 double Trainer::evaluate() {
@@ -187,6 +237,7 @@ double Trainer::evaluate() {
   // generator is not advanced, so evaluating does not change the training run.
   Generator eval_generator(options_.seed, /*stream=*/7);
   GeneratorScope scope(eval_generator);
+  AutocastScope autocast(compute_dtype_);
   double total = 0;
   for (const TokenBatch& b : batches) {
     total += model_->loss(b.inputs.to(options_.device), b.targets.to(options_.device)).item();
@@ -204,6 +255,7 @@ TrainOutcome Trainer::run() {
                {"steps", options_.steps},
                {"data", data_->description()},
                {"parameters", model_->num_parameters()},
+               {"precision", options_.precision},
                {"config", model_->config().to_map()}});
   Progress progress("train", options_.steps, stderr, options_.progress && ::isatty(2) != 0);
   auto t_last = std::chrono::steady_clock::now();
@@ -220,12 +272,16 @@ TrainOutcome Trainer::run() {
     t_last = now;
     tokens_per_s = dt > 0 ? static_cast<double>(tokens_per_step) / dt : 0;
     RW_CHECK(std::isfinite(loss), "training diverged: the loss at step {} is {}", step(), loss);
-    log_->write({{"event", "train"},
-                 {"step", step()},
-                 {"loss", loss},
-                 {data_->unit(), loss * nats_to_unit},
-                 {"lr", optimizer_->lr()},
-                 {"tokens_per_s", tokens_per_s}});
+    nlohmann::json record{{"event", "train"},       {"step", step()},
+                          {"loss", loss},           {data_->unit(), loss * nats_to_unit},
+                          {"lr", optimizer_->lr()}, {"tokens_per_s", tokens_per_s}};
+    if (scaler_.enabled()) {
+      // The scale for the next step, and whether this one was skipped (the step count stays).
+      record["loss_scale"] = scaler_.get_scale();
+      record["skipped"] = last_step_skipped_;
+    }
+    log_->write(record);
+    if (last_step_skipped_) continue;
     const bool eval_due =
         (options_.eval_every > 0 && step() % options_.eval_every == 0) || step() == options_.steps;
     if (options_.eval_batches > 0 && eval_due) {

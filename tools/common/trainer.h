@@ -17,6 +17,7 @@
 #include "common/training_data.h"
 #include "core/device.h"
 #include "models/reformer/reformer_lm.h"
+#include "nn/grad_scaler.h"
 #include "nn/lr_schedule.h"
 #include "nn/optimizer.h"
 
@@ -37,6 +38,10 @@ struct TrainOptions {
   std::filesystem::path out_dir;  // checkpoint.safetensors and log.jsonl go here
   uint64_t seed = 0;              // parameters, dropout and LSH rotations
   Device device = Device::cpu();
+  // f32, bf16 or f16: the forward (and its backward) under rw::AutocastScope of that dtype, the
+  // parameters and the optimizer in f32 (master weights, so checkpoints stay f32); f16 also scales
+  // the loss with an nn::GradScaler, whose state the checkpoint keeps.
+  std::string precision = "f32";
   bool progress = true;  // the progress bar on stderr
 };
 
@@ -87,6 +92,10 @@ class Trainer {
   std::unique_ptr<nn::LrSchedule> schedule_;
   Generator generator_;  // dropout masks and LSH rotations of training steps
   std::unique_ptr<JsonLinesLog> log_;
+  DType compute_dtype_ = DType::f32;  // options_.precision
+  nn::GradScaler scaler_;             // enabled for f16 only
+  int64_t skipped_in_a_row_ = 0;      // f16 steps skipped for inf/NaN gradients
+  bool last_step_skipped_ = false;
 };
 
 }  // namespace rw::tools

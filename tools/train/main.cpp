@@ -76,6 +76,11 @@ int main(int argc, char** argv) {
   app.add_option("--seed", options.seed, "parameters, dropout, LSH rotations, data order")
       ->capture_default_str();
   app.add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--precision", options.precision,
+                 "f32, bf16 or f16: mixed precision (autocast matmuls in bf16/f16 with f32 "
+                 "accumulation; softmax, norms and the loss in f32; f32 master weights and "
+                 "checkpoints; f16 adds dynamic loss scaling)")
+      ->capture_default_str();
   app.add_flag("--progress,!--no-progress", options.progress, "the progress bar on stderr");
   model.add_to(app);
   CLI11_PARSE(app, argc, argv);
