@@ -1,6 +1,7 @@
 #include "models/reformer/chunk_attention.h"
 
 #include <algorithm>
+#include <any>
 #include <utility>
 #include <vector>
 
@@ -9,6 +10,7 @@
 #include "core/ops.h"
 #include "models/reformer/chunk_attention_blocks.h"
 #include "models/reformer/chunk_attention_cpu.h"
+#include "models/reformer/chunk_attention_cuda.h"
 
 namespace rw::reformer {
 namespace {
@@ -263,8 +265,20 @@ std::vector<Tensor> backward(const Plan& p, FunctionContext& ctx, std::span<cons
 
 thread_local ChunkAttentionKernel current_kernel = ChunkAttentionKernel::automatic;
 
-// What forward leaves for backward besides the saved tensors: which implementation ran.
+// What forward leaves for backward besides the saved tensors: which fused kernel ran (none: the
+// op path).
 struct UsedCpuKernel {};
+struct UsedCudaKernel {};
+
+enum class Implementation { ops, cpu_kernel, cuda_kernel };
+
+Implementation implementation_for(const ChunkAttentionPlan& plan, const Tensor& q) {
+  if (current_kernel != ChunkAttentionKernel::automatic) return Implementation::ops;
+  if (cpu_kernel::applies(q)) return Implementation::cpu_kernel;
+  // Shapes the CUDA kernel does not take (cuda_kernel::unsupported_reason) use the op path.
+  if (cuda_kernel::applies(plan, q)) return Implementation::cuda_kernel;
+  return Implementation::ops;
+}
 
 }  // namespace
 
@@ -277,16 +291,22 @@ ChunkAttentionKernel current_chunk_attention_kernel() { return current_kernel; }
 
 Tensor chunk_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                        std::shared_ptr<const ChunkAttentionPlan> plan) {
-  const bool fused = current_kernel == ChunkAttentionKernel::automatic && cpu_kernel::applies(q);
+  const Implementation implementation = implementation_for(*plan, q);
   const CustomFunction function{
       .name = "lsh_attention",
       .forward =
-          [plan, fused](FunctionContext& ctx, std::span<const Tensor> in) {
-            if (!fused) return forward(*plan, ctx, in);
+          [plan, implementation](FunctionContext& ctx, std::span<const Tensor> in) {
+            if (implementation == Implementation::ops) return forward(*plan, ctx, in);
             const Tensor q = in[0].contiguous(), k = in[1].contiguous(), v = in[2].contiguous();
-            cpu_kernel::ForwardResult r = cpu_kernel::forward(*plan, q, k, v);
+            const bool cuda = implementation == Implementation::cuda_kernel;
+            cpu_kernel::ForwardResult r =
+                cuda ? cuda_kernel::forward(*plan, q, k, v) : cpu_kernel::forward(*plan, q, k, v);
             ctx.save_for_backward({q, k, v, r.out, r.max_logit, r.log_denom});
-            ctx.state = UsedCpuKernel{};
+            if (cuda) {
+              ctx.state = UsedCudaKernel{};
+            } else {
+              ctx.state = UsedCpuKernel{};
+            }
             return std::vector<Tensor>{r.out};
           },
       .backward = [plan](FunctionContext& ctx,
@@ -294,8 +314,11 @@ Tensor chunk_attention(const Tensor& q, const Tensor& k, const Tensor& v,
         if (!ctx.state.has_value()) return backward(*plan, ctx, grads);
         const cpu_kernel::ForwardResult saved{
             .out = ctx.saved(3), .max_logit = ctx.saved(4), .log_denom = ctx.saved(5)};
-        auto [dq, dk, dv] =
-            cpu_kernel::backward(*plan, ctx.saved(0), ctx.saved(1), ctx.saved(2), saved, grads[0]);
+        auto [dq, dk, dv] = std::any_cast<UsedCudaKernel>(&ctx.state) != nullptr
+                                ? cuda_kernel::backward(*plan, ctx.saved(0), ctx.saved(1),
+                                                        ctx.saved(2), saved, grads[0])
+                                : cpu_kernel::backward(*plan, ctx.saved(0), ctx.saved(1),
+                                                       ctx.saved(2), saved, grads[0]);
         return {dq, dk, dv};
       },
   };

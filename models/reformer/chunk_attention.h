@@ -9,7 +9,12 @@
 // - the fused CPU kernel (chunk_attention_cpu.h), used for CPU tensors: the per-block matmuls
 //   still go through rw::matmul (oneDNN), but gathering a block's rows, the masks, the softmax and
 //   the round combination (and in backward the softmax gradient and the scatter of the row
-//   gradients) are single OpenMP passes over raw data instead of a dozen elementwise ops each.
+//   gradients) are single OpenMP passes over raw data instead of a dozen elementwise ops each;
+// - the fused CUDA kernel (chunk_attention_cuda.h), used for CUDA f32/bf16/f16 tensors of the
+// shapes
+//   it is compiled for (cuda_kernel::unsupported_reason says why a call is not): one thread block
+//   per query chunk keeps its scores in shared memory with an online softmax (FlashAttention
+//   style), bf16/f16 computed in f32; other CUDA calls take the op path.
 // ChunkAttentionKernelScope forces the op path (tests compare the two).
 //
 // Memory: forward processes blocks of chunks (at most kChunkBlockElements scores at a time) with
@@ -62,7 +67,7 @@ struct ChunkAttentionPlan {
 };
 
 enum class ChunkAttentionKernel {
-  automatic,  // the fused CPU kernel for CPU f32/f64 tensors, the op path otherwise
+  automatic,  // the fused CPU kernel for CPU f32/f64, the CUDA kernel where it applies, else ops
   ops,        // always the op path
 };
 
