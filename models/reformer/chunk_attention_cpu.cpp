@@ -248,6 +248,14 @@ struct BlockRows {
   std::vector<int64_t> query, key;
 };
 
+// Rows are gathered in bucket order, i.e. from random places: the hardware prefetcher cannot
+// guess them, so each copy asks for the row kPrefetchRows ahead.
+inline constexpr int64_t kPrefetchRows = 8;
+inline void prefetch_row(const void* row, std::size_t bytes) {
+  const char* p = static_cast<const char*>(row);
+  for (std::size_t o = 0; o < bytes; o += 64) __builtin_prefetch(p + o);
+}
+
 // Gathers a block in one parallel region (each region costs a wake-up of the threads): the query
 // rows of every source in q_srcs into q_dsts, the window segments of k and v that own themselves
 // row by row from their tokens, and, after the one barrier, every other segment whole from its
@@ -270,6 +278,10 @@ BlockRows gather_block(const Ticker& t, const Block& b, const Geometry& g,
     for (int64_t r = 0; r < q_rows; ++r) {
       const int64_t from = g.query_row(t, b, r);
       qr[r] = from;
+      if (r + kPrefetchRows < q_rows) {
+        const int64_t ahead = g.query_row(t, b, r + kPrefetchRows);
+        for (const T* src : q_srcs) prefetch_row(src + ahead * d, row_bytes);
+      }
       auto dst = q_dsts.begin();
       for (const T* src : q_srcs) std::memcpy(*dst++ + r * d, src + from * d, row_bytes);
     }
@@ -279,6 +291,11 @@ BlockRows gather_block(const Ticker& t, const Block& b, const Geometry& g,
       for (int64_t r = item * c; r < (item + 1) * c; ++r) {
         kr[r] = g.key_row(t, b, r);
         if (!owns) continue;
+        if (r + kPrefetchRows < (item + 1) * c) {
+          const int64_t ahead = g.key_row(t, b, r + kPrefetchRows);
+          prefetch_row(k + ahead * d, row_bytes);
+          prefetch_row(v + ahead * d, row_bytes);
+        }
         std::memcpy(kw + r * d, k + kr[r] * d, row_bytes);
         std::memcpy(vw + r * d, v + kr[r] * d, row_bytes);
       }
@@ -453,6 +470,8 @@ ForwardResult forward_impl(const Plan& p, const Tensor& q, const Tensor& k, cons
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < q_rows; ++r) {
       const int64_t tok = qrow[r];
+      if (r + kPrefetchRows < q_rows)
+        prefetch_row(acc + qrow[r + kPrefetchRows] * d, static_cast<std::size_t>(d) * sizeof(T));
       const T mx = rmax[static_cast<std::size_t>(r)], z = rsum[static_cast<std::size_t>(r)];
       T* a = acc + tok * d;
       const T* orow = op + r * d;
@@ -578,7 +597,11 @@ std::array<Tensor, 3> backward_impl(const Plan& p, const Tensor& q, const Tensor
     for (int64_t item = 0; item < g.BH * slices; ++item) {
       const int64_t bh = item / slices, e0 = (item % slices) * slice;
       const int64_t e1 = std::min(d, e0 + slice);
-      for (int64_t r = bh * m * g.c; r < (bh + 1) * m * g.c; ++r) {
+      const int64_t q_end = (bh + 1) * m * g.c, k_end = (bh + 1) * m * g.Wc;
+      const std::size_t slice_bytes = static_cast<std::size_t>(e1 - e0) * sizeof(T);
+      for (int64_t r = bh * m * g.c; r < q_end; ++r) {
+        if (r + kPrefetchRows < q_end)
+          prefetch_row(dqp + qrow[r + kPrefetchRows] * d + e0, slice_bytes);
         T* __restrict dst = dqp + qrow[r] * d;
         const T* __restrict src = dqb_p + r * d;
 #pragma omp simd
@@ -598,9 +621,13 @@ std::array<Tensor, 3> backward_impl(const Plan& p, const Tensor& q, const Tensor
           }
         }
       }
-      for (int64_t r = bh * m * g.Wc; r < (bh + 1) * m * g.Wc; ++r) {
+      for (int64_t r = bh * m * g.Wc; r < k_end; ++r) {
         if (const int64_t s = r / g.c % segments; b.owner[static_cast<std::size_t>(s)] != s) {
           continue;
+        }
+        if (r + kPrefetchRows < k_end) {
+          prefetch_row(dkp + krow[r + kPrefetchRows] * d + e0, slice_bytes);
+          prefetch_row(dvp + krow[r + kPrefetchRows] * d + e0, slice_bytes);
         }
         const int64_t row = krow[r];
         T* __restrict dk_dst = dkp + row * d;

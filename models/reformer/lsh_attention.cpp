@@ -8,6 +8,7 @@
 
 #include "core/ops.h"
 #include "models/reformer/chunk_attention.h"
+#include "models/reformer/shared_qk_inputs.h"
 #include "nn/attention.h"
 #include "nn/attention_mask.h"
 
@@ -215,9 +216,8 @@ Tensor lsh_attention_with_buckets(const Tensor& qk, const Tensor& v, const Tenso
   plan->dropout_state = options.dropout_state;
 
   const double scale = options.scale.value_or(1.0 / std::sqrt(static_cast<double>(d)));
-  Tensor q = pad_rows(mul(qk, scale), Lp);
-  Tensor k = pad_rows(nn::unit_normalize(qk), Lp);
-  Tensor out = chunk_attention(q, k, pad_rows(v, Lp), plan);
+  SharedQKInputs inputs = shared_qk_inputs(qk, scale, Lp);
+  Tensor out = chunk_attention(inputs.q, inputs.k, pad_rows(v, Lp), plan);
   return out.view({B, H, Lp, d}).narrow(2, 0, L);
 }
 
