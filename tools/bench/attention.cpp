@@ -12,7 +12,12 @@
 
 #include <fmt/format.h>
 
+#include "autograd/tape.h"
+#include "core/allocator.h"
+#include "core/error.h"
+#include "device_option.h"
 #include "registry.h"
+#include "time_budget.h"
 
 // The measuring code is shared with `rewind-ablate speed`.
 #include "common/attention_timing.h"
@@ -37,6 +42,8 @@ struct AttentionOptions {
   int64_t extend_to = 0;
   double memory_cap_gb = 16;
   double fit_from = 4096;  // the second exponent fits only lengths >= this
+  Device device = Device::cpu();
+  double time_budget_s = 0;  // stop a series before a row that would overrun this (0: none)
 };
 
 std::string exponent_cell(const std::vector<std::pair<int64_t, double>>& points) {
@@ -50,19 +57,22 @@ std::vector<Table> run(const AttentionOptions& o) {
   Table rows;
   rows.title = fmt::format(
       "Forward + backward of one self-attention layer against L (batch 1, d_model {}, {} heads, "
-      "chunk {}, {}, f32)",
-      o.d_model, o.heads, o.chunk, o.causal ? "causal" : "not causal");
+      "chunk {}, {}, f32) on {}",
+      o.d_model, o.heads, o.chunk, o.causal ? "causal" : "not causal", device_label(o.device));
   rows.columns = {"kind", "length", "hashes", "fwd_bwd_s", "peak_bytes", "peak_MB", "tokens_per_s"};
   Table fits;
   fits.title = "Scaling exponent of the time in L (least-squares slope of log time vs log L)";
   fits.columns = {"kind", "hashes", "lengths", "exponent", "lengths_fit_from", "exponent_from"};
   const double cap = o.memory_cap_gb * 1e9;
+  const TimeBudget budget(o.time_budget_s);
   for (const std::string& kind : o.kinds) {
     const std::vector<int64_t> series = kind == "full" ? std::vector<int64_t>{0} : o.hashes;
     for (int64_t n_hashes : series) {
       std::vector<int64_t> lengths = o.lengths;
       std::vector<std::pair<int64_t, double>> points;
       int64_t last_peak = 0;
+      int64_t last_length = 0;
+      double last_wall_s = 0;
       for (std::size_t i = 0; i < lengths.size(); ++i) {
         const int64_t L = lengths[i];
         const double lxl_bytes = tools::full_attention_score_bytes(1, o.heads, L);
@@ -71,18 +81,45 @@ std::vector<Table> run(const AttentionOptions& o) {
                        static_cast<long>(L), lxl_bytes / 1e9);
           continue;
         }
+        if (!budget.fits(TimeBudget::next_row_estimate(last_wall_s, last_length, L,
+                                                       kind == "full" ? 2.0 : 1.0))) {
+          std::fprintf(stderr, "attention: %s, L %ld: stopped (--time-budget)\n", kind.c_str(),
+                       static_cast<long>(L));
+          rows.rows.push_back({kind, std::to_string(L),
+                               kind == "full" ? "-" : std::to_string(n_hashes), "time budget", "-",
+                               "-", "-"});
+          break;
+        }
         std::fprintf(stderr, "attention: %s, L %ld, hashes %ld\n", kind.c_str(),
                      static_cast<long>(L), static_cast<long>(n_hashes));
-        auto layer = tools::make_attention_layer({.kind = kind,
-                                                  .n_hashes = n_hashes,
-                                                  .d_model = o.d_model,
-                                                  .heads = o.heads,
-                                                  .chunk = o.chunk,
-                                                  .causal = o.causal});
-        const tools::AttentionTiming m =
-            tools::time_attention(*layer, {.length = L, .d_model = o.d_model, .reps = o.reps});
+        const double row_start = budget.elapsed();
+        tools::AttentionTiming m;
+        try {
+          auto layer = tools::make_attention_layer({.kind = kind,
+                                                    .n_hashes = n_hashes,
+                                                    .d_model = o.d_model,
+                                                    .heads = o.heads,
+                                                    .chunk = o.chunk,
+                                                    .causal = o.causal,
+                                                    .device = o.device});
+          m = tools::time_attention(
+              *layer, {.length = L, .d_model = o.d_model, .reps = o.reps, .device = o.device});
+        } catch (const OutOfMemoryError& e) {
+          // The rows measured so far still count: this length is reported as OOM and the
+          // series stops (a longer one would not fit either).
+          std::fprintf(stderr, "attention: %s, L %ld: out of memory: %s\n", kind.c_str(),
+                       static_cast<long>(L), e.what());
+          current_tape().sweep();
+          empty_cache(o.device);
+          rows.rows.push_back({kind, std::to_string(L),
+                               kind == "full" ? "-" : std::to_string(n_hashes), "OOM", "-", "-",
+                               "-"});
+          break;
+        }
         points.emplace_back(L, m.seconds);
         last_peak = m.peak;
+        last_length = L;
+        last_wall_s = budget.elapsed() - row_start;
         rows.rows.push_back({kind, std::to_string(L),
                              kind == "full" ? "-" : std::to_string(n_hashes),
                              fmt::format("{:.4f}", m.seconds), std::to_string(m.peak),
@@ -111,12 +148,15 @@ std::vector<Table> run(const AttentionOptions& o) {
       "biases), lsh = rw::reformer::LSHSelfAttention (shared-QK, default n_buckets ~ 2L/chunk, "
       "one chunk of look-back).",
       "fwd_bwd_s: forward plus backward of sum(y * cotangent) w.r.t. the input and the weights, "
-      "best of the timed runs; a warm-up run precedes them when it takes under 1 s.",
-      "peak_bytes: the allocator's peak during one forward + backward, above what was live "
-      "before (parameters and input).",
+      "best of the timed runs; a warm-up run precedes them when it takes under 1 s. On a GPU "
+      "the clock is read after rw::synchronize (the device's stream drained).",
+      "peak_bytes: the device allocator's peak during one forward + backward, above what was "
+      "live before (parameters and input).",
       fmt::format("Full attention is skipped where its L x L scores (3 x heads x L^2 x 4 bytes) "
                   "would exceed {} GB.",
-                  o.full_memory_cap_gb)};
+                  o.full_memory_cap_gb),
+      "OOM: the device ran out of memory at that length; the series stops there. time budget: "
+      "the row would have overrun --time-budget; the series stops there."};
   fits.notes = {
       "exponent: slope over every measured length of the series; exponent_from: over lengths "
       ">= lengths_fit_from only, where fixed per-call costs no longer dominate."};
@@ -166,8 +206,15 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--fit-from", opt->fit_from, "second exponent: only lengths >= this")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  return [opt, kind] {
+  cmd.add_option("--time-budget", opt->time_budget_s,
+                 "seconds: stop a series before a row expected to overrun this (0: no limit)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  auto device = std::make_shared<std::string>("cpu");
+  add_device_option(cmd, *device);
+  return [opt, kind, device] {
     AttentionOptions o = *opt;
+    o.device = usable_device(*device);
     if (*kind != "both") o.kinds = {*kind};
     std::sort(o.lengths.begin(), o.lengths.end());
     return run(o);

@@ -15,13 +15,16 @@
 #include "autograd/tape.h"
 #include "core/allocator.h"
 #include "core/ops.h"
+#include "device_option.h"
 #include "models/reformer/reformer_lm.h"
 #include "nn/adafactor.h"
 #include "nn/adam.h"
 #include "nn/losses.h"
 #include "registry.h"
+#include "time_budget.h"
 
 // The training step's measurement is shared with `rewind-ablate memory`.
+#include "common/precision.h"
 #include "common/training_step_timing.h"
 
 namespace rw::bench {
@@ -37,6 +40,7 @@ struct ModelOptions {
   int64_t d_ff = 1024;
   int64_t heads = 4;
   int64_t hashes = 4;
+  int64_t buckets = 0;  // LSH buckets per round; 0: about 2 L / chunk per call
   int64_t chunk = 64;
   int64_t vocab = 256;
   int64_t ff_chunk = 4096;    // 0: unchunked feed-forward
@@ -45,7 +49,10 @@ struct ModelOptions {
   std::string optimizer = "none";  // none | adam | adafactor: time the update too
   bool plain = false;              // the plain residual stack instead of the reversible one
   bool components = false;         // also the per-component table
+  std::string precision = "f32";   // f32 | bf16 | f16: autocast of the step (common/precision.h)
   int64_t reps = 2;                // timed runs per row (the best counts)
+  Device device = Device::cpu();
+  double time_budget_s = 0;  // stop a depth's lengths before a row that would overrun this
 };
 
 double seconds_since(Clock::time_point t0) {
@@ -63,6 +70,7 @@ reformer::ReformerConfig config_for(const ModelOptions& o, int64_t depth, int64_
   c.causal = true;
   c.chunk_len = o.chunk;
   c.n_hashes = o.hashes;
+  c.n_buckets = o.buckets;
   c.reversible = !o.plain;
   c.ff_chunk = o.ff_chunk;
   c.max_len = max_len;
@@ -81,13 +89,17 @@ tools::StepTiming measure_step(const ModelOptions& o, int64_t depth, int64_t len
                                int64_t max_len) {
   Generator gen(1);
   auto model = std::make_shared<reformer::ReformerLM>(config_for(o, depth, max_len), gen);
+  // Initialised on the CPU and moved (the same weights and tokens on every device); the
+  // optimizer is made after the move, so its state lives on the device too.
+  if (!o.device.is_cpu()) model->to(o.device);
   model->train();
   std::unique_ptr<nn::Optimizer> opt = make_optimizer(o.optimizer, model->named_parameters());
   Generator data(2);
-  Tensor tokens = randint(0, o.vocab, {o.batch, length}, data, {.dtype = DType::i64});
-  Tensor targets = randint(0, o.vocab, {o.batch, length}, data, {.dtype = DType::i64});
-  return tools::time_training_step(*model, tokens, targets,
-                                   {.reps = o.reps, .optimizer = opt.get()});
+  Tensor tokens = randint(0, o.vocab, {o.batch, length}, data, {.dtype = DType::i64}).to(o.device);
+  Tensor targets = randint(0, o.vocab, {o.batch, length}, data, {.dtype = DType::i64}).to(o.device);
+  return tools::time_training_step(
+      *model, tokens, targets,
+      {.reps = o.reps, .optimizer = opt.get(), .precision = tools::precision_dtype(o.precision)});
 }
 
 std::string mb(int64_t bytes) { return fmt::format("{:.1f}", static_cast<double>(bytes) / 1e6); }
@@ -98,45 +110,96 @@ Table step_table(const ModelOptions& o) {
   Table t;
   t.title = fmt::format(
       "ReformerLM training step against length and depth ({} attention, {} hashes, chunk {}, "
-      "d_model {}, {} heads, d_ff {}, batch {}, {} stack, f32)",
+      "d_model {}, {} heads, d_ff {}, batch {}, {} stack, {}) on {}",
       o.attention, o.hashes, o.chunk, o.d_model, o.heads, o.d_ff, o.batch,
-      o.plain ? "plain residual" : "reversible");
+      o.plain ? "plain residual" : "reversible",
+      o.precision == "f32" ? "f32" : fmt::format("{} autocast, f32 master weights", o.precision),
+      device_label(o.device));
   t.columns = {"attention", "length",       "depth",      "hashes",
                "fwd_bwd_s", "tokens_per_s", "peak_bytes", "peak_MB"};
   if (with_opt) {
     t.columns.push_back("optimizer_s");
     t.columns.push_back("step_s");
   }
+  const TimeBudget budget(o.time_budget_s);
   for (int64_t depth : o.depths) {
+    int64_t last_length = 0;
+    double last_wall_s = 0;
     for (int64_t length : o.lengths) {
+      if (!budget.fits(TimeBudget::next_row_estimate(last_wall_s, last_length, length, 1.0))) {
+        std::fprintf(stderr, "model: depth %ld, length %ld: stopped (--time-budget)\n",
+                     static_cast<long>(depth), static_cast<long>(length));
+        std::vector<std::string> row = {o.attention,
+                                        std::to_string(length),
+                                        std::to_string(depth),
+                                        std::to_string(o.hashes),
+                                        "time budget",
+                                        "-",
+                                        "-",
+                                        "-"};
+        if (with_opt) row.insert(row.end(), {"-", "-"});
+        t.rows.push_back(std::move(row));
+        break;
+      }
       std::fprintf(stderr, "model: depth %ld, length %ld\n", static_cast<long>(depth),
                    static_cast<long>(length));
-      const tools::StepTiming r = measure_step(o, depth, length, max_len);
+      const double row_start = budget.elapsed();
+      tools::StepTiming r;
+      try {
+        r = measure_step(o, depth, length, max_len);
+        last_length = length;
+        last_wall_s = budget.elapsed() - row_start;
+      } catch (const OutOfMemoryError& e) {
+        // The rows measured so far still count; longer lengths at this depth are not tried.
+        std::fprintf(stderr, "model: depth %ld, length %ld: out of memory: %s\n",
+                     static_cast<long>(depth), static_cast<long>(length), e.what());
+        current_tape().sweep();
+        empty_cache(o.device);
+        std::vector<std::string> row = {o.attention,
+                                        std::to_string(length),
+                                        std::to_string(depth),
+                                        std::to_string(o.hashes),
+                                        "OOM",
+                                        "-",
+                                        "-",
+                                        "-"};
+        if (with_opt) row.insert(row.end(), {"-", "-"});
+        t.rows.push_back(std::move(row));
+        break;
+      }
       const double tokens = static_cast<double>(length * o.batch);
+      // Four decimals: a GPU step at short lengths takes milliseconds.
       std::vector<std::string> row = {o.attention,
                                       std::to_string(length),
                                       std::to_string(depth),
                                       std::to_string(o.hashes),
-                                      fmt::format("{:.3f}", r.fwd_bwd_s),
+                                      fmt::format("{:.4f}", r.fwd_bwd_s),
                                       fmt::format("{:.0f}", tokens / r.fwd_bwd_s),
                                       std::to_string(r.peak),
                                       mb(r.peak)};
       if (with_opt) {
-        row.push_back(fmt::format("{:.3f}", r.optimizer_s));
-        row.push_back(fmt::format("{:.3f}", r.fwd_bwd_s + r.optimizer_s));
+        row.push_back(fmt::format("{:.4f}", r.optimizer_s));
+        row.push_back(fmt::format("{:.4f}", r.fwd_bwd_s + r.optimizer_s));
       }
       t.rows.push_back(std::move(row));
     }
   }
   t.notes = {
       fmt::format("fwd_bwd_s: model.loss(tokens, targets) then rw::backward, best of {} run(s); "
-                  "tokens_per_s = batch x length / fwd_bwd_s.",
+                  "tokens_per_s = batch x length / fwd_bwd_s. On a GPU each time is read after "
+                  "rw::synchronize (the device's stream drained).",
                   o.reps),
-      "peak: the allocator's peak during the step above what was live before it (parameters, "
-      "optimizer state, tokens); the parameter gradients are included.",
+      "peak: the device allocator's peak during the step above what was live before it "
+      "(parameters, optimizer state, tokens); the parameter gradients are included.",
       fmt::format("Chunked feed-forward over {} positions ({}), chunked cross-entropy over {} "
                   "positions, vocabulary {}, axial positions.",
                   o.ff_chunk, o.ff_chunk > 0 ? "on" : "off", o.loss_chunk, o.vocab)};
+  t.notes.push_back(
+      "OOM: the device ran out of memory at that length; time budget: the row would have "
+      "overrun --time-budget. Either way the later lengths of that depth are not tried.");
+  t.notes.push_back(o.buckets > 0
+                        ? fmt::format("LSH buckets per round: {} at every length.", o.buckets)
+                        : "LSH buckets per round: about 2 L / chunk (a power of two).");
   if (with_opt) t.notes.push_back(fmt::format("optimizer_s: one {} step().", o.optimizer));
   return t;
 }
@@ -361,6 +424,9 @@ RunFn setup(CLI::App& cmd) {
   cmd.add_option("--chunk", opt->chunk, "attention chunk length (LSH and local)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  cmd.add_option("--buckets", opt->buckets, "LSH buckets per round (0: about 2 L / chunk)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd.add_option("--vocab", opt->vocab, "vocabulary size")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
@@ -377,12 +443,28 @@ RunFn setup(CLI::App& cmd) {
       ->check(CLI::IsMember({"none", "adam", "adafactor"}))
       ->capture_default_str();
   cmd.add_flag("--plain", opt->plain, "plain residual stack instead of the reversible one");
+  cmd.add_option("--precision", opt->precision,
+                 "f32, or bf16/f16 mixed precision (autocast; f16 with loss scaling)")
+      ->capture_default_str();
   cmd.add_flag("--components", opt->components,
                "also time each component at the largest length and depth");
   cmd.add_option("--reps", opt->reps, "timed runs per row (the best counts)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  return [opt] {
+  cmd.add_option("--time-budget", opt->time_budget_s,
+                 "seconds: stop a depth's lengths before a row expected to overrun this (0: no "
+                 "limit)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  auto device = std::make_shared<std::string>("cpu");
+  add_device_option(cmd, *device);
+  return [opt, device] {
+    opt->device = usable_device(*device);
+    tools::precision_dtype(opt->precision);  // an error naming --precision before any work
+    RW_CHECK(!opt->components || opt->precision == "f32",
+             "--components: measured in f32 only (--precision {})", opt->precision);
+    RW_CHECK(!opt->components || opt->device.is_cpu(),
+             "--components: measured on the CPU only (--device {})", *device);
     std::vector<Table> tables{step_table(*opt)};
     if (opt->components) {
       tables.push_back(

@@ -6,6 +6,7 @@
 
 #include "autograd/tape.h"
 #include "core/allocator.h"
+#include "core/device_sync.h"
 #include "core/error.h"
 #include "core/generator_scope.h"
 #include "core/ops.h"
@@ -16,18 +17,24 @@ namespace rw::tools {
 
 std::shared_ptr<nn::Module> make_attention_layer(const AttentionLayerSpec& spec) {
   Generator init(1);
+  std::shared_ptr<nn::Module> layer;
   if (spec.kind == "full") {
-    return std::make_shared<nn::MultiHeadAttention>(
+    layer = std::make_shared<nn::MultiHeadAttention>(
         spec.d_model, spec.heads,
         nn::MultiHeadAttentionOptions{.causal = spec.causal, .shared_qk = true, .bias = false},
         init);
+  } else {
+    RW_CHECK(spec.kind == "lsh", "make_attention_layer: unknown kind '{}' (full or lsh)",
+             spec.kind);
+    layer = std::make_shared<reformer::LSHSelfAttention>(
+        spec.d_model, spec.heads,
+        reformer::LSHSelfAttentionOptions{
+            .lsh = {.chunk_len = spec.chunk, .n_hashes = spec.n_hashes, .causal = spec.causal}},
+        init);
   }
-  RW_CHECK(spec.kind == "lsh", "make_attention_layer: unknown kind '{}' (full or lsh)", spec.kind);
-  return std::make_shared<reformer::LSHSelfAttention>(
-      spec.d_model, spec.heads,
-      reformer::LSHSelfAttentionOptions{
-          .lsh = {.chunk_len = spec.chunk, .n_hashes = spec.n_hashes, .causal = spec.causal}},
-      init);
+  // Initialised on the CPU and moved, so every device starts from the same weights.
+  if (!spec.device.is_cpu()) layer->to(spec.device);
+  return layer;
 }
 
 AttentionTiming time_attention(nn::Module& layer, const AttentionRun& run) {
@@ -43,14 +50,16 @@ AttentionTiming time_attention(nn::Module& layer, const AttentionRun& run) {
     layer.zero_grad();
     x.zero_grad();
     current_tape().sweep();
+    // The zeroing above is queued on a GPU: it must not count.
+    synchronize(run.device);
     const int64_t before = memory_stats(run.device).allocated_bytes;
     reset_peak_memory(run.device);
     const auto t0 = std::chrono::steady_clock::now();
     {
       Tensor y = layer.forward(x);
       backward(y, cotangent);
-      // An accelerator queues its kernels: reading one number waits for them.
-      if (!run.device.is_cpu()) (void)sum(x.grad()).item();
+      // A GPU queues its kernels: wait for them before reading the clock.
+      synchronize(run.device);
     }
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     timing.seconds = std::min(timing.seconds, s);

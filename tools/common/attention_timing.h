@@ -27,9 +27,11 @@ struct AttentionLayerSpec {
   int64_t heads = 4;
   int64_t chunk = 64;  // LSH chunk length
   bool causal = true;
+  Device device = Device::cpu();  // where the layer is put
 };
 
-// The layer of `spec`, its weights drawn from a fixed seed; rw::Error for an unknown kind.
+// The layer of `spec` on spec.device, its weights drawn from a fixed seed (the same weights on
+// every device); rw::Error for an unknown kind.
 std::shared_ptr<nn::Module> make_attention_layer(const AttentionLayerSpec& spec);
 
 struct AttentionRun {
@@ -46,9 +48,10 @@ struct AttentionTiming {
 };
 
 // Forward + backward of sum(layer(x) * cotangent) for a fresh random x [batch, length, d_model],
-// w.r.t. x and the weights. A warm-up run (oneDNN primitives, allocator pools) precedes the timed
-// ones when it takes under 1 s; a slower first run counts as the first timed run. The layer must be
-// on run.device already.
+// w.r.t. x and the weights. A warm-up run (oneDNN primitives, cuBLAS handles, allocator pools)
+// precedes the timed ones when it takes under 1 s; a slower first run counts as the first timed
+// run. The layer must be on run.device already. On a GPU each run is timed between two
+// rw::synchronize calls, and the peak is that device's allocator's.
 AttentionTiming time_attention(nn::Module& layer, const AttentionRun& run);
 
 // Bytes of the L x L tensors full attention keeps per layer (scores, probabilities and their

@@ -5,7 +5,10 @@
 
 #include "autograd/tape.h"
 #include "core/allocator.h"
+#include "core/autocast.h"
+#include "core/device_sync.h"
 #include "core/ops.h"
+#include "nn/grad_scaler.h"
 
 namespace rw::tools {
 namespace {
@@ -23,24 +26,29 @@ StepTiming time_training_step(reformer::ReformerLM& model, const Tensor& tokens,
   const Device device = tokens.device();
   StepTiming r;
   for (const Tensor& p : model.parameters()) r.params += static_cast<int64_t>(p.nbytes());
+  nn::GradScaler scaler({.enabled = run.precision == DType::f16});
   for (int64_t rep = 0; rep < run.reps; ++rep) {
     model.zero_grad();
     current_tape().sweep();
+    // A GPU queues its kernels: the zeroing above (and the last rep's update) must not count,
+    // and each clock reading below waits for what it times.
+    synchronize(device);
     const int64_t before = memory_stats(device).allocated_bytes;
     reset_peak_memory(device);
     const auto t0 = Clock::now();
     {
+      AutocastScope autocast(run.precision);
       Tensor loss = model.loss(tokens, targets);
-      backward(loss);
-      // An accelerator queues its kernels; its stream runs in order, so reading the loss after
-      // the backward waits for both.
-      if (!device.is_cpu()) (void)loss.item();
+      backward(scaler.scale(loss));
+      synchronize(device);
     }
     const double fb = seconds_since(t0);
     double st = 0;
     if (run.optimizer) {
       const auto t1 = Clock::now();
-      run.optimizer->step();
+      scaler.step(*run.optimizer);  // optimizer->step() unless f16 gradients overflowed
+      scaler.update();
+      synchronize(device);
       st = seconds_since(t1);
     }
     if (fb < r.fwd_bwd_s) {

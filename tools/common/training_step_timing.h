@@ -17,6 +17,9 @@ namespace rw::tools {
 struct StepRun {
   int64_t reps = 1;                    // timed steps (the best counts)
   nn::Optimizer* optimizer = nullptr;  // also time its step() after each backward
+  // Autocast compute dtype of the forward and backward (core/autocast.h; f32: off). f16 also
+  // scales the loss with an nn::GradScaler (its unscale and skip test count into optimizer_s).
+  DType precision = DType::f32;
 };
 
 struct StepTiming {
@@ -28,7 +31,8 @@ struct StepTiming {
 
 // `reps` training steps of `model` (in its current train/eval mode) on tokens and targets [B, L]
 // (on the model's device); the gradients are zeroed before each. No separate warm-up: the best
-// rep is the warm one.
+// rep is the warm one. On a GPU each part is timed between two rw::synchronize calls, and the
+// peak is that device's allocator's.
 StepTiming time_training_step(reformer::ReformerLM& model, const Tensor& tokens,
                               const Tensor& targets, const StepRun& run);
 
