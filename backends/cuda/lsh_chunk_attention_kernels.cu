@@ -318,6 +318,7 @@ __global__ void __launch_bounds__(kBlock)
         Ps[i * SS + j] = p.dropout ? e * keep_multiplier(p, w, C, i, wpos * C + j) : e;
       }
       sum = warp_sum(sum);  // also orders every lane's read of row_m[i] before lane 0's write
+      __syncwarp();         // and says so to compute-sanitizer's racecheck
       if (lane == 0) {
         const float alpha = expf(m_old - m_new);  // 0 for the first chunk (m_old = -inf)
         row_alpha[i] = alpha;

@@ -3,7 +3,7 @@
 // rw::CustomFunction. Not a user API: lsh_attention builds the plan (sort permutations, masks) and
 // calls it.
 //
-// Two implementations compute the same function:
+// Three implementations compute the same function:
 // - the op path (chunk_attention.cpp): every step an rw op, so it runs on any device; it is the
 //   reference;
 // - the fused CPU kernel (chunk_attention_cpu.h), used for CPU tensors: the per-block matmuls
@@ -11,10 +11,9 @@
 //   the round combination (and in backward the softmax gradient and the scatter of the row
 //   gradients) are single OpenMP passes over raw data instead of a dozen elementwise ops each;
 // - the fused CUDA kernel (chunk_attention_cuda.h), used for CUDA f32/bf16/f16 tensors of the
-// shapes
-//   it is compiled for (cuda_kernel::unsupported_reason says why a call is not): one thread block
-//   per query chunk keeps its scores in shared memory with an online softmax (FlashAttention
-//   style), bf16/f16 computed in f32; other CUDA calls take the op path.
+//   shapes it is compiled for (cuda_kernel::unsupported_reason says why a call is not): one
+//   thread block per query chunk keeps its scores in shared memory with an online softmax
+//   (FlashAttention style), bf16/f16 computed in f32; other CUDA calls take the op path.
 // ChunkAttentionKernelScope forces the op path (tests compare the two).
 //
 // Memory: forward processes blocks of chunks (at most kChunkBlockElements scores at a time) with

@@ -122,7 +122,10 @@ std::string shape_reason(const ChunkAttentionPlan& p, int64_t d_head, DType dtyp
 
 std::string unsupported_reason(const ChunkAttentionPlan& p, const Tensor& q) {
   if (!q.device().is_cuda()) return fmt::format("not a CUDA tensor (device {})", q.device().str());
-  if (!p.perm.defined() || p.perm.device() != q.device()) {
+  auto off_device = [&](const Tensor& t) { return !t.defined() || t.device() != q.device(); };
+  if (off_device(p.perm) || off_device(p.valid) ||
+      (!p.attend_across_buckets && off_device(p.slot_bucket)) ||
+      (p.count_duplicates && (off_device(p.token_chunk) || off_device(p.token_bucket)))) {
     return "the plan's index tensors are not on the inputs' device";
   }
   if (q.dim() != 3 || q.size(0) != p.batch_heads || q.size(1) != p.length) {
@@ -135,6 +138,15 @@ std::string unsupported_reason(const ChunkAttentionPlan& p, const Tensor& q) {
 
 ForwardResult forward(const ChunkAttentionPlan& p, const Tensor& q, const Tensor& k,
                       const Tensor& v) {
+  // The launchers instantiate only the shapes applies() takes: refuse anything else here.
+  const std::string reason = unsupported_reason(p, q);
+  RW_CHECK(reason.empty(), "chunk_attention: the CUDA kernel cannot take this call: {}", reason);
+  RW_CHECK(k.dtype() == q.dtype() && v.dtype() == q.dtype() && k.shape() == q.shape() &&
+               v.shape() == q.shape() && k.device() == q.device() && v.device() == q.device(),
+           "chunk_attention: q, k and v must share dtype, shape and device, got {} {} {}, {} {} "
+           "{} and {} {} {}",
+           q.dtype(), q.shape(), q.device(), k.dtype(), k.shape(), k.device(), v.dtype(), v.shape(),
+           v.device());
   const int device = q.device().index;
   cuda::DeviceGuard guard(device);
   const Launch l = launch_of(p, q);
@@ -150,6 +162,15 @@ ForwardResult forward(const ChunkAttentionPlan& p, const Tensor& q, const Tensor
 
 std::array<Tensor, 3> backward(const ChunkAttentionPlan& p, const Tensor& q, const Tensor& k,
                                const Tensor& v, const ForwardResult& saved, const Tensor& dout) {
+  // The launchers instantiate only the shapes applies() takes: refuse anything else here.
+  const std::string reason = unsupported_reason(p, q);
+  RW_CHECK(reason.empty(), "chunk_attention: the CUDA kernel cannot take this call: {}", reason);
+  RW_CHECK(k.dtype() == q.dtype() && v.dtype() == q.dtype() && k.shape() == q.shape() &&
+               v.shape() == q.shape() && k.device() == q.device() && v.device() == q.device(),
+           "chunk_attention: q, k and v must share dtype, shape and device, got {} {} {}, {} {} "
+           "{} and {} {} {}",
+           q.dtype(), q.shape(), q.device(), k.dtype(), k.shape(), k.device(), v.dtype(), v.shape(),
+           v.device());
   const int device = q.device().index;
   cuda::DeviceGuard guard(device);
   const Launch l = launch_of(p, q);

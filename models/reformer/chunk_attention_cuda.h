@@ -5,7 +5,8 @@
 // max_logit and log_denom in f32). The kernels are in backends/cuda/lsh_chunk_attention_kernels.cu:
 // per (batch-head, query chunk) a thread block keeps the chunk's scores in shared memory with an
 // online softmax (FlashAttention style); rounds are combined by logsumexp as in the CPU kernel;
-// backward recomputes the scores, adds dQ to its own rows and dK, dV with f32 atomics.
+// backward recomputes the scores, adds dQ to its own rows and dK, dV with f32 atomics (so dK and
+// dV are not bit-reproducible run to run, unlike the CPU kernel's).
 //
 // Shapes it does not take (chunk_len other than 32, 64, 128; d_head above 128; more shared memory
 // than the GPU allows; ...) run on the op path: unsupported_reason says why.

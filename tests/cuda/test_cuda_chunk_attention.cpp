@@ -163,7 +163,12 @@ void check_against_ops(const PlanSpec& spec, int64_t d, DType dtype, double tol)
   const auto gpu_plan = plan_on(*plan, kGpu);
   // The kernel really runs (a fallback to the op path would make the comparison vacuous).
   const Tensor q_gpu = in.q.to(dtype).to(kGpu);
-  REQUIRE(cuda_kernel::unsupported_reason(*gpu_plan, q_gpu) == "");
+  const std::string reason = cuda_kernel::unsupported_reason(*gpu_plan, q_gpu);
+  if (reason.find("shared memory") != std::string::npos) {  // e.g. d_head 128 on an A100
+    MESSAGE("skipped on this GPU: ", reason);
+    return;
+  }
+  REQUIRE(reason == "");
   const Result got = run(gpu_plan, in, kGpu, dtype);
   const Result want = reference(*plan, in, dtype);
   check_close_to("y", got.y, want.y, tol);
@@ -225,6 +230,14 @@ TEST_CASE("cuda chunk attention kernel equals the op path: padding, buckets, dup
       // 8 real tokens: padding sorts last in every round, so the queries of the last two chunks
       // see padding only (no attended key: zero output, no gradient).
       {.batch_heads = 2, .length = 256, .n_hashes = 2, .padded = 248, .seed = 16},
+      // A window of 4 chunks in a ticker of 2: the same key chunk several times per window.
+      {.batch_heads = 2,
+       .length = 128,
+       .n_hashes = 1,
+       .chunks_before = 2,
+       .chunks_after = 1,
+       .count_duplicates = true,
+       .seed = 17},
   };
   for (const PlanSpec& s : specs) check_against_ops(s, 64, DType::f32, kF32Tol);
 }
@@ -277,6 +290,18 @@ TEST_CASE("cuda chunk attention kernel with dropout drops the op path's probabil
                      .dropout_p = 0.3,
                      .seed = 32},
                     32, DType::f32, kF32Tol);
+  // Dropout with every other mask, in f32 and in bf16.
+  const PlanSpec masked{.batch_heads = 2,
+                        .length = 192,
+                        .n_hashes = 3,
+                        .chunk_len = 32,
+                        .count_duplicates = true,
+                        .attend_across_buckets = false,
+                        .padded = 5,
+                        .dropout_p = 0.25,
+                        .seed = 33};
+  check_against_ops(masked, 64, DType::f32, kF32Tol);
+  check_against_ops(masked, 64, DType::bf16, 3e-2);
 }
 
 TEST_CASE("cuda chunk attention kernel takes bf16 and f16 inputs, computing in f32") {
