@@ -136,9 +136,11 @@ std::string unsupported_reason(const ChunkAttentionPlan& p, const Tensor& q) {
                       cuda::chunk_attention_max_shared_bytes(q.device().index));
 }
 
-ForwardResult forward(const ChunkAttentionPlan& p, const Tensor& q, const Tensor& k,
-                      const Tensor& v) {
-  // The launchers instantiate only the shapes applies() takes: refuse anything else here.
+namespace {
+
+// The launchers instantiate only the shapes applies() takes: forward and backward refuse anything
+// else rather than run a wrong instantiation.
+void check_call(const ChunkAttentionPlan& p, const Tensor& q, const Tensor& k, const Tensor& v) {
   const std::string reason = unsupported_reason(p, q);
   RW_CHECK(reason.empty(), "chunk_attention: the CUDA kernel cannot take this call: {}", reason);
   RW_CHECK(k.dtype() == q.dtype() && v.dtype() == q.dtype() && k.shape() == q.shape() &&
@@ -147,6 +149,13 @@ ForwardResult forward(const ChunkAttentionPlan& p, const Tensor& q, const Tensor
            "{} and {} {} {}",
            q.dtype(), q.shape(), q.device(), k.dtype(), k.shape(), k.device(), v.dtype(), v.shape(),
            v.device());
+}
+
+}  // namespace
+
+ForwardResult forward(const ChunkAttentionPlan& p, const Tensor& q, const Tensor& k,
+                      const Tensor& v) {
+  check_call(p, q, k, v);
   const int device = q.device().index;
   cuda::DeviceGuard guard(device);
   const Launch l = launch_of(p, q);
@@ -162,15 +171,7 @@ ForwardResult forward(const ChunkAttentionPlan& p, const Tensor& q, const Tensor
 
 std::array<Tensor, 3> backward(const ChunkAttentionPlan& p, const Tensor& q, const Tensor& k,
                                const Tensor& v, const ForwardResult& saved, const Tensor& dout) {
-  // The launchers instantiate only the shapes applies() takes: refuse anything else here.
-  const std::string reason = unsupported_reason(p, q);
-  RW_CHECK(reason.empty(), "chunk_attention: the CUDA kernel cannot take this call: {}", reason);
-  RW_CHECK(k.dtype() == q.dtype() && v.dtype() == q.dtype() && k.shape() == q.shape() &&
-               v.shape() == q.shape() && k.device() == q.device() && v.device() == q.device(),
-           "chunk_attention: q, k and v must share dtype, shape and device, got {} {} {}, {} {} "
-           "{} and {} {} {}",
-           q.dtype(), q.shape(), q.device(), k.dtype(), k.shape(), k.device(), v.dtype(), v.shape(),
-           v.device());
+  check_call(p, q, k, v);
   const int device = q.device().index;
   cuda::DeviceGuard guard(device);
   const Launch l = launch_of(p, q);
