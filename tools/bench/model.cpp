@@ -122,6 +122,19 @@ Table step_table(const ModelOptions& o) {
     t.columns.push_back("step_s");
   }
   const TimeBudget budget(o.time_budget_s);
+  // A row that ends its depth's series unmeasured: `why` in the time column, "-" elsewhere.
+  auto unmeasured_row = [&](int64_t length, int64_t depth, const char* why) {
+    std::vector<std::string> row = {o.attention,
+                                    std::to_string(length),
+                                    std::to_string(depth),
+                                    std::to_string(o.hashes),
+                                    why,
+                                    "-",
+                                    "-",
+                                    "-"};
+    if (with_opt) row.insert(row.end(), {"-", "-"});
+    return row;
+  };
   for (int64_t depth : o.depths) {
     int64_t last_length = 0;
     double last_wall_s = 0;
@@ -129,16 +142,7 @@ Table step_table(const ModelOptions& o) {
       if (!budget.fits(TimeBudget::next_row_estimate(last_wall_s, last_length, length, 1.0))) {
         std::fprintf(stderr, "model: depth %ld, length %ld: stopped (--time-budget)\n",
                      static_cast<long>(depth), static_cast<long>(length));
-        std::vector<std::string> row = {o.attention,
-                                        std::to_string(length),
-                                        std::to_string(depth),
-                                        std::to_string(o.hashes),
-                                        "time budget",
-                                        "-",
-                                        "-",
-                                        "-"};
-        if (with_opt) row.insert(row.end(), {"-", "-"});
-        t.rows.push_back(std::move(row));
+        t.rows.push_back(unmeasured_row(length, depth, "time budget"));
         break;
       }
       std::fprintf(stderr, "model: depth %ld, length %ld\n", static_cast<long>(depth),
@@ -155,16 +159,7 @@ Table step_table(const ModelOptions& o) {
                      static_cast<long>(depth), static_cast<long>(length), e.what());
         current_tape().sweep();
         empty_cache(o.device);
-        std::vector<std::string> row = {o.attention,
-                                        std::to_string(length),
-                                        std::to_string(depth),
-                                        std::to_string(o.hashes),
-                                        "OOM",
-                                        "-",
-                                        "-",
-                                        "-"};
-        if (with_opt) row.insert(row.end(), {"-", "-"});
-        t.rows.push_back(std::move(row));
+        t.rows.push_back(unmeasured_row(length, depth, "OOM"));
         break;
       }
       const double tokens = static_cast<double>(length * o.batch);
