@@ -9,7 +9,6 @@
 #include "core/ops.h"
 #include "models/reformer/chunk_attention.h"
 #include "models/reformer/shared_qk_inputs.h"
-#include "nn/attention.h"
 #include "nn/attention_mask.h"
 
 namespace rw::reformer {
@@ -62,13 +61,6 @@ void check_inputs(const Tensor& qk, const Tensor& v, const Tensor& key_padding_m
 Tensor pad_length(const Tensor& x, int64_t Lp, double fill) {
   const int64_t extra = Lp - x.size(-1);
   return extra == 0 ? x : pad(x, {0, extra}, fill);
-}
-
-// x [B, H, L, d] with zero rows appended up to Lp, as [B * H, Lp, d].
-Tensor pad_rows(const Tensor& x, int64_t Lp) {
-  const int64_t extra = Lp - x.size(2);
-  Tensor padded = extra == 0 ? x : pad(x, {0, 0, 0, extra}, 0);
-  return padded.reshape({x.size(0) * x.size(1), Lp, x.size(3)}).contiguous();
 }
 
 // The stable sort of each row of keys [R, Lp] (i64 in [0, n_values)) with its inverse: sorted

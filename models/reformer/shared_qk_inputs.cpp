@@ -13,13 +13,6 @@ namespace {
 // 1e-24 under the root, as nn::unit_normalize (F.normalize's eps = 1e-12 on the norm).
 constexpr double kNormEps = 1e-24;
 
-// x [B, H, L, d] with zero rows appended up to Lp, as contiguous [B * H, Lp, d].
-Tensor pad_rows(const Tensor& x, int64_t Lp) {
-  const int64_t extra = Lp - x.size(2);
-  Tensor padded = extra == 0 ? x : pad(x, {0, 0, 0, extra}, 0);
-  return padded.reshape({x.size(0) * x.size(1), Lp, x.size(3)}).contiguous();
-}
-
 SharedQKInputs with_ops(const Tensor& qk, double scale, int64_t Lp) {
   return {.q = pad_rows(mul(qk, scale), Lp), .k = pad_rows(nn::unit_normalize(qk), Lp)};
 }
@@ -103,6 +96,12 @@ bool fused_applies(const Tensor& qk) {
 }
 
 }  // namespace
+
+Tensor pad_rows(const Tensor& x, int64_t Lp) {
+  const int64_t extra = Lp - x.size(2);
+  Tensor padded = extra == 0 ? x : pad(x, {0, 0, 0, extra}, 0);
+  return padded.reshape({x.size(0) * x.size(1), Lp, x.size(3)}).contiguous();
+}
 
 SharedQKInputs shared_qk_inputs(const Tensor& qk, double scale, int64_t Lp) {
   RW_CHECK(qk.defined() && qk.dim() == 4 && Lp >= qk.size(2),

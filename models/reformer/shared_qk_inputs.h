@@ -20,4 +20,8 @@ struct SharedQKInputs {
 // Differentiable in qk. Lp >= L.
 SharedQKInputs shared_qk_inputs(const Tensor& qk, double scale, int64_t Lp);
 
+// The chunk attention's layout for any other input (the values): x [B, H, L, d] with zero rows
+// appended up to Lp, as contiguous [B H, Lp, d]. Differentiable.
+Tensor pad_rows(const Tensor& x, int64_t Lp);
+
 }  // namespace rw::reformer
